@@ -1,0 +1,312 @@
+"""The training and evaluation loop: data, model, optimiser, epochs, metrics, reporter. Knows nothing of Ray.
+
+`train_loop(config, reporter)` is the one entry point used by the CLI, Ray Tune trials and Ray Train
+workers alike; distributed runs pass `Hooks` that wrap the model and loaders (DDP).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from harness.backbones import BACKBONES, Classifier, Preprocessing, build_backbone, count_parameters, load_weights
+from harness.datasets import DATASETS, DatasetBundle, Split, load_dataset, parse_spec
+from harness.methods import METHODS
+from harness.metrics import classification_metrics
+from harness.spec import TrialConfig
+
+Reporter = Callable[[dict[str, Any]], None]
+EVAL_BATCH = 256
+
+
+@dataclass
+class Hooks:
+    """How a distributed runner wraps the model and the training loader (identity when single-process)."""
+
+    prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m
+    prepare_loader: Callable[[DataLoader], DataLoader] = lambda d: d
+    device: torch.device | None = None
+    world_size: int = 1
+
+
+@dataclass
+class FitResult:
+    """What a finished run leaves: its summary (JSON-serialisable) and the trained network."""
+
+    summary: dict[str, Any]
+    model: Classifier
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_preprocessing(config: TrialConfig, bundle_size: int, bundle_stats: Callable[[], tuple], weights) -> Preprocessing:
+    """Input size and normalisation: those of the weights when they carry them, else the target's own."""
+    info = BACKBONES.get(config.backbone)
+    prep = weights.preprocessing
+    if prep is None:
+        mean, std = bundle_stats()
+        prep = Preprocessing(bundle_size, tuple(mean), tuple(std), "target training split")
+    size = config.image_size or (prep.image_size if weights.kind == "imagenet" else bundle_size)
+    size = max(size, info.min_size)
+    mean, std = _three(prep.mean), _three(prep.std)
+    return Preprocessing(size, mean, std, prep.source)
+
+
+def _three(v: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(v) * 3 if len(v) == 1 else tuple(v)
+
+
+class BatchTransform(nn.Module):
+    """uint8 batch -> float, three channels, optional crop-with-padding and flip, normalised; runs on the device."""
+
+    def __init__(self, prep: Preprocessing, augment: bool, flip: bool, channels_last: bool) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(prep.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(prep.std).view(1, -1, 1, 1))
+        self.augment, self.flip, self.channels_last = augment, flip, channels_last
+
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = x.float().div_(255)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if train and self.augment:
+            x = random_crop(x, pad=max(1, x.shape[-1] // 8))
+            if self.flip:
+                mask = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+                x = torch.where(mask, x.flip(3), x)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per-image random crop of the zero-padded batch back to its size (batched, no Python loop)."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    return padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
+                  rows, cols]
+
+
+def check_names(config: TrialConfig) -> None:
+    """Fail fast, before any data is loaded, on unknown names and weights a method cannot take."""
+    DATASETS.get(parse_spec(config.dataset)[0])
+    BACKBONES.get(config.backbone)
+    METHODS.get(config.method).check_weights(config)
+
+
+def build_model(config: TrialConfig, bundle: DatasetBundle, weights) -> Classifier:
+    """Backbone with its weights, the method's frozen stages and a new head for the target classes."""
+    method = METHODS.get(config.method)
+    backbone = build_backbone(config.backbone, weights)
+    depth = method.check(config, backbone.num_stages)
+    model = Classifier(backbone, bundle.num_classes, config.dropout)
+    model.freeze(depth)
+    return model
+
+
+def make_optimizer(config: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum or AdamW; no weight decay on biases and normalisation parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up to the base learning rate, then cosine decay to zero, stepped per batch."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, transform: BatchTransform | None, device: torch.device,
+            amp: torch.dtype | None) -> torch.Tensor:
+    """Logits (or features) of a tensor of inputs, in evaluation mode, in batches."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), EVAL_BATCH):
+        x = images[i:i + EVAL_BATCH].to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x, train=False)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | None = None,
+        log: Callable[[str], None] | None = None, cache_features: bool = True) -> FitResult:
+    """Train one configuration; report validation metrics every epoch; evaluate test only when asked.
+
+    With the whole backbone frozen and no augmentation, features are computed once per split and only
+    the head trains on them (`cache_features=False` turns that off; results are the same)."""
+    hooks = hooks or Hooks()
+    wall_start = time.perf_counter()
+    generator = seed_everything(config.seed)
+    device = hooks.device or pick_device()
+    amp = amp_dtype(device)
+    channels_last = device.type == "cuda"
+
+    check_names(config)
+    weights = load_weights(config.weights, config.backbone)
+    base = load_dataset(config.dataset, split_seed=config.split_seed)
+    prep = resolve_preprocessing(config, base.image_size, base.stats, weights)
+    bundle = load_dataset(config.dataset, config.samples_per_class, config.seed, config.split_seed, prep.image_size)
+    model = build_model(config, bundle, weights).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    transform = BatchTransform(prep, config.augment != "none", bundle.flip, channels_last).to(device)
+    cached = cache_features and model.frozen_stages == model.backbone.num_stages and config.augment == "none"
+
+    splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
+    if cached:
+        feats = {k: predict(model.backbone, s.images, transform, device, amp) for k, s in splits.items()}
+        inputs = {k: Split(feats[k], s.labels) for k, s in splits.items()}
+        trained, step_transform = model.head, None
+    else:
+        inputs, trained, step_transform = splits, model, transform
+
+    loader = DataLoader(TensorDataset(inputs["train"].images, inputs["train"].labels), batch_size=config.batch_size,
+                        shuffle=True, generator=generator,
+                        drop_last=len(inputs["train"]) % config.batch_size == 1)
+    loader = hooks.prepare_loader(loader)
+    net = hooks.prepare_model(trained)
+    optimizer = make_optimizer(config, trained)
+    steps = max(1, len(loader))
+    scheduler = cosine_with_warmup(optimizer, round(config.warmup_epochs * steps), config.epochs * steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def evaluate(split: str) -> dict[str, Any]:
+        logits = predict(trained, inputs[split].images, step_transform, device, amp)
+        return classification_metrics(logits, inputs[split].labels, bundle.num_classes)
+
+    history: list[dict[str, Any]] = []
+    status, train_seconds, images_seen, val = "ok", 0.0, 0, {}
+    for epoch in range(1, config.epochs + 1):
+        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        net.train()
+        t0 = time.perf_counter()
+        loss_sum, batches = 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if step_transform is not None:
+                x = step_transform(x, train=True)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = criterion(net(x), y)
+            if not torch.isfinite(loss):
+                status = "diverged"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.item()
+            batches += 1
+            images_seen += len(y) * hooks.world_size
+        train_seconds += time.perf_counter() - t0
+        if status == "diverged":
+            row = {"epoch": epoch, "status": status, "train_loss": float("nan"), "val_accuracy": float("nan")}
+            history.append(row)
+            if reporter:
+                reporter(row)
+            break
+        val = evaluate("val")
+        row = {"epoch": epoch, "status": "running" if epoch < config.epochs else "ok",
+               "train_loss": loss_sum / max(1, batches), "lr": optimizer.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)},
+               "elapsed_s": time.perf_counter() - wall_start}
+        history.append(row)
+        if log:
+            log(f"epoch {epoch:3d}/{config.epochs}  train_loss {row['train_loss']:.4f}  "
+                f"val_accuracy {row['val_accuracy']:.4f}  val_nll {row['val_nll']:.4f}  {row['elapsed_s']:.1f}s")
+        if reporter:
+            reporter(row)
+
+    test = evaluate("test") if config.evaluate_test and status == "ok" else None
+    total, trainable = count_parameters(model)
+    peak, peak_source = peak_memory_mb(device)
+    summary = {
+        "config": config.to_dict(),
+        "config_hash": config.identity(),
+        "status": status,
+        "epochs_completed": len(history) if status == "ok" else len(history) - 1,
+        "val": val,
+        "test": test,
+        "history": history,
+        "data": bundle.summary(),
+        "model": {"backbone": config.backbone, "weights": config.weights, "num_stages": model.backbone.num_stages,
+                  "frozen_stages": model.frozen_stages, "feature_dim": model.backbone.feature_dim,
+                  "cached_features": cached, "input_size": prep.image_size, "normalisation": prep.source,
+                  "mean": list(prep.mean), "std": list(prep.std),
+                  "weights_meta": _plain(weights.meta)},
+        "cost": {"wall_seconds": time.perf_counter() - wall_start, "train_seconds": train_seconds,
+                 "train_images_per_s": images_seen / train_seconds if train_seconds else 0.0,
+                 "peak_memory_mb": peak, "peak_memory_source": peak_source,
+                 "params_total": total, "params_trainable": trainable, "device": str(device),
+                 "amp": str(amp).replace("torch.", "") if amp else "off", "workers": hooks.world_size},
+    }
+    return FitResult(summary, model)
+
+
+def _plain(meta: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly scalar facts of a weights' metadata (e.g. ImageNet accuracy, parameters)."""
+    keep = {}
+    for k, v in meta.items():
+        if isinstance(v, (str, int, float, bool)):
+            keep[k] = v
+        elif isinstance(v, dict) and all(isinstance(x, (str, int, float, bool, dict)) for x in v.values()):
+            keep[k] = v
+    return keep
+
+
+def train_loop(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | None = None,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train and evaluate one configuration; return its JSON-serialisable summary."""
+    return fit(config, reporter, hooks, log).summary
