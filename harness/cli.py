@@ -102,6 +102,44 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> list[str]:
+    return [t for t in (x.strip() for x in text.split(",")) if t]
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import runner
+
+    return runner.run(args)
+
+
+def add_run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="benchmark a suite: Ray Tune search per cell, final seeded runs, leaderboard")
+    p.add_argument("--suite", default="quick", help="suite name in search_spaces/suites/ or a YAML path "
+                   "(default: quick)")
+    p.add_argument("--datasets", type=_csv, help="comma-separated datasets, replacing the suite's")
+    p.add_argument("--methods", type=_csv, help="comma-separated methods, replacing the suite's")
+    p.add_argument("--backbones", type=_csv, help="comma-separated backbones, replacing the suite's")
+    p.add_argument("--weights", help="weights of every backbone (none, imagenet, checkpoint:PATH, source:KEY)")
+    p.add_argument("--samples-per-class", type=int, help="few-shot training subset for every dataset")
+    p.add_argument("--num-samples", type=int, help="trials per cell (Ray Tune num_samples)")
+    p.add_argument("--algorithm", help="search algorithm: random, grid, optuna")
+    p.add_argument("--scheduler", help="trial scheduler: asha, fifo")
+    p.add_argument("--metric", help="validation metric to select on (default val_accuracy)")
+    p.add_argument("--max-concurrent-trials", type=int, help="trials at once per cell (0: as many as fit)")
+    p.add_argument("--epochs", type=int, help="fix the number of epochs in every search space")
+    p.add_argument("--final-seeds", type=int, help="seeds of the final runs of each cell's best configuration")
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per worker; fractions below 1 allowed")
+    p.add_argument("--workers-per-trial", type=int, help="Ray Train workers (DDP) per trial")
+    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--storage-path", help="where Tune keeps trial artefacts (local folder, NFS, s3://...)")
+    p.add_argument("--results-dir", default="results", help="where run folders go (default: results)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+    p.add_argument("--dry-run", action="store_true", help="print the cells, trial counts and resources; train nothing")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own logs and trial tables")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download ImageNet weights of backbones into the torch cache (needs internet)")
     p.add_argument("names", nargs="+")
 
+    add_run_parser(sub)
     return parser
 
 
