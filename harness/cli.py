@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import warnings
 from dataclasses import fields
 from typing import Callable, Sequence
 
@@ -113,6 +114,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return runner.run(args)
 
 
+@command("leaderboard")
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness import leaderboard as lb
+
+    records = lb.load_records(args.run_dirs)
+    df = lb.select(lb.frame(records), args.dataset, args.method, args.sort, args.ascending)
+    if df.empty:
+        raise ConfigError("no cells left after the --dataset/--method filters")
+    fmt = args.format or (lb.format_for(Path(args.out)) if args.out else "text")
+    if args.out:
+        lb.write(df, fmt, Path(args.out), records)
+        eprint(f"wrote {args.out} ({fmt}, {len(df)} cells from {len(records.runs)} run(s))")
+    elif fmt in lb.BINARY_FORMATS:
+        raise ConfigError(f"--format={fmt}: binary; give --out FILE")
+    else:
+        sys.stdout.write(lb.render(df, fmt, records).decode())
+    return 0
+
+
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="benchmark a suite: Ray Tune search per cell, final seeded runs, leaderboard")
     p.add_argument("--suite", default="quick", help="suite name in search_spaces/suites/ or a YAML path "
@@ -159,10 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
 
     add_run_parser(sub)
+
+    p = sub.add_parser("leaderboard", help="merge run folders and print or write the leaderboard")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--format", help="text (default on the terminal), md, csv, json, parquet, html; "
+                   "with --out, taken from the file name when not given")
+    p.add_argument("--out", help="write to this file (atomically) instead of printing")
+    p.add_argument("--sort", metavar="COLUMN", help="sort by a column (best first where higher is better)")
+    p.add_argument("--ascending", action=argparse.BooleanOptionalAction, default=None,
+                   help="force the sort direction")
+    p.add_argument("--dataset", type=_csv, help="only these datasets (comma-separated)")
+    p.add_argument("--method", type=_csv, help="only these methods (comma-separated)")
     return parser
 
 
+def _warn(message: Warning | str, category: type, filename: str, lineno: int, file: object = None,
+          line: str | None = None) -> None:
+    eprint(f"harness: warning: {message}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _warn
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -3,8 +3,10 @@ ranks, ties, cost and chosen hyperparameters; exported as Markdown, CSV, JSON an
 
 from __future__ import annotations
 
+import io
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -19,28 +21,52 @@ CELL_KEYS = ["dataset", "samples_per_class", "method", "backbone"]
 TEST_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "nll", "ece"]
 
 
-def load_records(run_dirs: Iterable[Path | str]) -> tuple[list[dict], list[dict]]:
-    """Final and cell records of several runs; a cell found in two runs is kept once (by its hash)."""
-    finals: dict[tuple[str, int], dict] = {}
-    cells: dict[str, dict] = {}
+@dataclass
+class Records:
+    """What the leaderboard reads from one or more run folders, duplicates dropped."""
+
+    finals: list[dict] = field(default_factory=list)
+    cells: list[dict] = field(default_factory=list)
+    trials: list[dict] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+
+def load_records(run_dirs: Iterable[Path | str]) -> Records:
+    """Final, cell and trial records of several runs. A cell found in several runs (same configuration
+    hash) is kept once, with its finals and trials, from the first run that finished it."""
+    per_run: list[list[dict]] = []
+    runs = []
     for d in run_dirs:
         store = RunStore(d)
+        if not store.dir.is_dir():
+            raise ConfigError(f"{d}: no such run folder")
         if not store.records_path.exists():
             raise ConfigError(f"{d}: no records.jsonl; is it a run folder written by `harness run`?")
         records = store.records()
         if not records:
-            raise ConfigError(f"{d}: records.jsonl holds no records yet")
+            raise ConfigError(f"{d}: records.jsonl holds no records yet (the run has not finished a trial)")
+        runs.append(str(d))
+        per_run.append(records)
+    cells: dict[str, dict] = {}
+    owner: dict[str, int] = {}
+    for i, records in enumerate(per_run):
         for r in records:
-            if r.get("kind") == "final":
-                finals.setdefault((r["cell_id"], r["seed"]), r)
-            elif r.get("kind") == "cell":
-                cells.setdefault(r["cell_id"], r)
-    return list(finals.values()), list(cells.values())
+            if r.get("kind") == "cell" and r["cell_id"] not in cells:
+                cells[r["cell_id"]], owner[r["cell_id"]] = r, i
+    mine = [r for i, records in enumerate(per_run) for r in records if owner.get(r.get("cell_id")) == i]
+    finals = {(r["cell_id"], r["seed"]): r for r in mine if r.get("kind") == "final"}
+    trials = {(r["cell_id"], r["trial_id"]): r for r in mine if r.get("kind") == "trial"}
+    return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs)
 
 
 def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
-    """The leaderboard of one or more run folders as a DataFrame (one row per cell)."""
-    finals, cells = load_records(run_dirs)
+    """The leaderboard of one or more run folders as a DataFrame (one row per cell); columns in the README."""
+    return frame(load_records(run_dirs))
+
+
+def frame(records: Records) -> pd.DataFrame:
+    """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and ties."""
+    finals, cells = records.finals, records.cells
     by_cell: dict[str, list[dict]] = {}
     for r in finals:
         by_cell.setdefault(r["cell_id"], []).append(r)
@@ -69,7 +95,8 @@ def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
             search_errored=c["trials_errored"], search_diverged=c["trials_diverged"],
             search_trial_seconds=c["trial_seconds"],
             search_gpu_hours=c["trial_seconds"] * c.get("gpus_per_trial", 0.0) / 3600,
-            best_config=json.dumps(_searched(c)), cell_id=c["cell_id"], run_id=c.get("run_id"),
+            best_config=json.dumps(_searched(c)), best_trial_id=c.get("best_trial_id"), cell_id=c["cell_id"],
+            run_id=c.get("run_id"),
         )
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -135,28 +162,72 @@ def to_text(df: pd.DataFrame) -> str:
     return _display(df).to_string(index=False) + "\n\n" + summary_matrix(df).round(4).to_string()
 
 
-def write(df: pd.DataFrame, fmt: str, path: Path) -> None:
-    writers = {
-        "md": lambda: atomic_write(path, to_markdown(df).encode()),
-        "csv": lambda: atomic_write(path, df.to_csv(index=False).encode()),
-        "json": lambda: atomic_write(path, df.to_json(orient="records", indent=2).encode()),
-        "parquet": lambda: _parquet(df, path),
-    }
-    if fmt not in writers:
-        raise ConfigError(f"--format={fmt}: choose from: {', '.join(writers)}")
-    writers[fmt]()
+FORMATS = ("text", "md", "csv", "json", "parquet", "html")
+BINARY_FORMATS = ("parquet",)
+HIGHER_IS_BETTER = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
+                    "images_per_s", "seeds", "tied_with_best")
 
 
-def _parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+def select(df: pd.DataFrame, datasets: list[str] | None = None, methods: list[str] | None = None,
+           sort: str | None = None, ascending: bool | None = None) -> pd.DataFrame:
+    """Rows of some datasets and methods (ranks stay those of the full table), sorted by a column.
+
+    Without `ascending`, a column where higher is better sorts best first."""
+    for col, wanted in (("dataset", datasets), ("method", methods)):
+        if wanted:
+            have = list(dict.fromkeys(df[col]))
+            for w in wanted:
+                if w not in have:
+                    raise ConfigError(f"--{col}={w}: not in these runs; choose from: {', '.join(have)}")
+            df = df[df[col].isin(wanted)]
+    if sort:
+        if sort not in df.columns:
+            raise ConfigError(f"--sort={sort}: no such column; choose from: {', '.join(df.columns)}")
+        if ascending is None:
+            ascending = sort not in HIGHER_IS_BETTER
+        df = df.sort_values(sort, ascending=ascending, kind="stable", na_position="last")
+    return df.reset_index(drop=True)
+
+
+def render(df: pd.DataFrame, fmt: str, records: Records | None = None) -> bytes:
+    """The leaderboard in one format: text (terminal), md, csv, json, parquet or html (self-contained report)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format={fmt}: choose from: {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return buf.getvalue()
+    if fmt == "html":
+        from harness import report
+
+        records = records or Records()
+        return report.render(df, summary_matrix(df), records.trials, records.runs, _display).encode()
+    text = {"text": lambda: to_text(df) + "\n", "md": lambda: to_markdown(df),
+            "csv": lambda: df.to_csv(index=False),
+            "json": lambda: df.to_json(orient="records", indent=2) + "\n"}[fmt]()
+    return text.encode()
+
+
+def write(df: pd.DataFrame, fmt: str, path: Path, records: Records | None = None) -> None:
+    atomic_write(Path(path), render(df, fmt, records))
+
+
+def format_for(path: Path) -> str:
+    """The format a file name asks for (leaderboard.md -> md, report.html -> html)."""
+    ext = Path(path).suffix.lstrip(".").lower()
+    ext = {"markdown": "md", "htm": "html", "txt": "text", "pq": "parquet"}.get(ext, ext)
+    if ext not in FORMATS:
+        raise ConfigError(f"--out={path}: cannot tell the format from '.{ext}'; give --format "
+                          f"({', '.join(FORMATS)})")
+    return ext
 
 
 def write_run_outputs(run_dir: Path | str) -> str:
-    """leaderboard.md / .csv / .json in the run folder; returns the terminal table."""
+    """leaderboard.md / .csv / .json and report.html in the run folder; returns the terminal table."""
     run_dir = Path(run_dir)
-    df = load([run_dir])
+    records = load_records([run_dir])
+    df = frame(records)
     for fmt in ("md", "csv", "json"):
         write(df, fmt, run_dir / f"leaderboard.{fmt}")
+    write(df, "html", run_dir / "report.html", records)
     return to_text(df)

@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         sources_dir = str(Path(args.results_dir) / "sources")
         resolved = search.prepare_sources(suite, sources_dir, print)
         cs = cells(suite, resolved)
-        for c in cs:  # refuse what cannot fit before anything starts
+        for c in cs:  # refuse what cannot fit or cannot be searched before anything starts
             search.max_concurrency(c.resources, c.search.max_concurrent_trials)
+            search.search_parts(c)
         if store is None:
             store = RunStore.create(args.results_dir, suite.name)
             store.write_text(RESOLVED_SUITE, yaml.safe_dump(_with_sources(suite, resolved), sort_keys=False))

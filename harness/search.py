@@ -39,12 +39,13 @@ def init_ray(address: str | None = None, verbose: bool = False) -> bool:
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
                           "logging_level": logging.INFO if verbose else logging.WARNING}
     if address:
-        _check_reachable(address)
         try:
             ray.init(address=address, **kw)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
@@ -245,7 +246,7 @@ def _make_tuner(name: str, param_space: dict[str, Any], cell: Cell, storage: str
     )
 
 
-def _search_parts(cell: Cell) -> tuple[dict[str, Any], Any, Any]:
+def search_parts(cell: Cell) -> tuple[dict[str, Any], Any, Any]:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     space = {k: (v.to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
@@ -259,14 +260,21 @@ def _search_parts(cell: Cell) -> tuple[dict[str, Any], Any, Any]:
             raise ConfigError("search.algorithm='optuna': grid distributions are not supported; use choice")
         search_alg = OptunaSearch(seed=0)
     elif cell.search.algorithm == "grid":
-        bad = [k for k, v in cell.space.items() if isinstance(v, Dist) and v.kind != "grid"]
-        if bad:
-            raise ConfigError(f"search.algorithm='grid': key '{bad[0]}' is {cell.space[bad[0]].kind}; "
-                              f"every searched key must be a grid")
+        space = {k: (_as_grid(k, v).to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=cell.max_epochs, grace_period=cell.search.grace_period,
                                reduction_factor=cell.search.reduction_factor)
                  if cell.search.scheduler == "asha" else FIFOScheduler())
     return space, scheduler, search_alg
+
+
+def _as_grid(key: str, d: Dist) -> Dist:
+    """Under search.algorithm=grid every value is enumerated: choice and int ranges become grids."""
+    if d.kind in ("grid", "choice"):
+        return Dist("grid", d.args)
+    if d.kind == "int":
+        return Dist("grid", tuple(range(d.args[0], d.args[1] + 1)))
+    raise ConfigError(f"search.algorithm='grid': key '{key}' is {d.kind}, which cannot be enumerated; "
+                      f"give it grid or choice values")
 
 
 def _trial_status(result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -310,7 +318,7 @@ def run_cell(cell: Cell, store: RunStore, storage: str, progress: Progress, verb
 
     trials = [r for r in store.records("trial") if r["cell_id"] == cell.cell_id]
     if not trials:
-        space, scheduler, search_alg = _search_parts(cell)
+        space, scheduler, search_alg = search_parts(cell)
         progress.phase, progress.phase_total, progress.phase_done = "search", cell.num_trials, 0
         t0 = time.time()
         grid = _make_tuner(search_name, {**base, **space}, cell, storage, progress, verbose, concurrency,

@@ -48,9 +48,12 @@ class Resources:
 
 
 @dataclass
-class DatasetEntry:
+class DatasetEntry:  # noqa: D101
+    """A target dataset, its few-shot size and search-space overrides for it alone."""
+
     name: str
     samples_per_class: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -124,6 +127,13 @@ class Cell:
 
     @property
     def num_trials(self) -> int:
+        if self.search.algorithm == "grid":
+            n = 1
+            for v in self.space.values():
+                if isinstance(v, Dist):
+                    n *= len(v.args) if v.kind in ("grid", "choice") else (
+                        v.args[1] - v.args[0] + 1 if v.kind == "int" else 1)
+            return self.search.num_samples * n
         return self.search.num_samples * grid_size(self.space)
 
     @property
@@ -147,9 +157,14 @@ def _build(cls: type, data: Any, where: str) -> Any:
     values = {}
     for key, value in data.items():
         default = known[key].default
-        kind = type(default) if default is not dataclasses.MISSING else str
+        kind = type(default) if default is not dataclasses.MISSING else (
+            str if known[key].default_factory is dataclasses.MISSING else None)
+        if kind is dict and not isinstance(value, dict):
+            raise ConfigError(f"{where}: key '{key}' must be a mapping, got {value!r}")
         try:
-            values[key] = kind(value) if kind in (int, float, str) and not isinstance(value, bool) else value
+            values[key] = kind(value) if kind in (int, float, str) and not isinstance(value, (bool, dict)) else value
+            if kind is not None and kind is not dict and isinstance(value, (dict, list)):
+                raise ValueError
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: key '{key}' value {value!r} must be {kind.__name__}") from None
     try:
@@ -214,6 +229,7 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         check(d.samples_per_class >= 0, f"samples_per_class={d.samples_per_class}: must be >= 0")
+        parse_space(d.overrides, f"{where}: datasets {d.name} overrides")
     for m in suite.methods:
         if m not in METHODS:
             raise ConfigError(f"{where}: {METHODS.unknown_message(m)}")
@@ -251,9 +267,12 @@ def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
     s = dataclasses.replace(suite, search=dataclasses.replace(suite.search),
                             resources=dataclasses.replace(suite.resources), overrides=dict(suite.overrides))
     if flags.get("datasets"):
-        s.datasets = [DatasetEntry(d, flags.get("samples_per_class") or 0) for d in flags["datasets"]]
+        known = {d.name: d for d in suite.datasets}
+        s.datasets = [DatasetEntry(d, flags.get("samples_per_class") or (known[d].samples_per_class if d in known
+                                                                          else 0),
+                                   known[d].overrides if d in known else {}) for d in flags["datasets"]]
     elif flags.get("samples_per_class") is not None:
-        s.datasets = [DatasetEntry(d.name, flags["samples_per_class"]) for d in s.datasets]
+        s.datasets = [DatasetEntry(d.name, flags["samples_per_class"], d.overrides) for d in s.datasets]
     if flags.get("methods"):
         s.methods = list(flags["methods"])
     if flags.get("backbones"):
@@ -269,8 +288,9 @@ def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
             setattr(s.resources, key, flags[key])
     if flags.get("final_seeds") is not None:
         s.final_seeds = flags["final_seeds"]
-    if flags.get("epochs") is not None:
+    if flags.get("epochs") is not None:  # a flag beats every file, per-dataset overrides included
         s.overrides["epochs"] = flags["epochs"]
+        s.datasets = [dataclasses.replace(d, overrides={**d.overrides, "epochs": flags["epochs"]}) for d in s.datasets]
     validate_suite(s, "command line")
     return s
 
@@ -289,7 +309,8 @@ def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> lis
                 elif weights.startswith("source:"):
                     weights = (source_weights or {}).get(weights[7:], weights)
                 num_stages = stage_count(b.name)
-                space = resolve_stages(method_space(m, d.name, overrides), num_stages,
+                space = resolve_stages(method_space(m, d.name, {**overrides, **parse_space(d.overrides, d.name)}),
+                                       num_stages,
                                        f"search space of {m} on {b.name}")
                 out.append(Cell(d, m, b, weights, space, suite.search, suite.resources, suite.final_seeds))
     return out

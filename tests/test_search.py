@@ -1,0 +1,163 @@
+"""End to end on a real local Ray instance (2 CPUs): search, ASHA, errors and divergence, Ray Train, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from harness.cli import main  # noqa: E402
+from harness.results import read_records  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def suite_file(tmp_path: Path, source: Path, **extra) -> Path:
+    data = {
+        "name": "tiny",
+        "datasets": ["digits:0-4"],
+        "methods": ["scratch", "linear_probe"],
+        "backbones": [{"name": "resnet8", "weights": f"checkpoint:{source}"}],
+        "search": {"num_samples": 2, "scheduler": "fifo", "max_concurrent_trials": 2},
+        "final_seeds": 2,
+        "overrides": {"epochs": 2},
+    }
+    for key, value in extra.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def only_run_dir(root: Path) -> Path:
+    dirs = [d for d in root.iterdir() if d.is_dir() and d.name != "sources"]
+    assert len(dirs) == 1
+    return dirs[0]
+
+
+def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_checkpoint, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", "--suite", str(suite_file(tmp_path, source_checkpoint)), "--results-dir", str(out)]) == 0
+    run_dir = only_run_dir(out)
+    lines = (run_dir / "records.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is strict JSON
+    cells = [r for r in records if r["kind"] == "cell"]
+    assert [c["method"] for c in cells] == ["scratch", "linear_probe"]
+    for cell in cells:
+        trials = [r for r in records if r["kind"] == "trial" and r["cell_id"] == cell["cell_id"]]
+        finals = [r for r in records if r["kind"] == "final" and r["cell_id"] == cell["cell_id"]]
+        assert cell["status"] == "ok" and cell["trials"] == len(trials) == 2
+        assert cell["best_value"] == max(t["value"] for t in trials if t["status"] == "ok")
+        assert sorted(f["seed"] for f in finals) == [0, 1]
+        assert all(f["test"]["accuracy"] > 0.3 and f["config"]["evaluate_test"] for f in finals)
+        assert all(t["val"] and "test" not in t for t in trials)  # the search never sees test
+        assert cell["trial_seconds"] > 0
+    assert all(r["schema"] == 1 and r["run_id"] == run_dir.name for r in records)
+    assert (run_dir / "suite.yaml").is_file()
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert env["torch"] and env["ray"] == ray.__version__
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json"):
+        assert (run_dir / name).is_file()
+    printed = capsys.readouterr().out
+    assert printed.count("search ") >= 4 and "done: best val_accuracy" in printed and "about" in printed
+
+
+def test_asha_stops_bad_trials_early(ray_local, source_checkpoint, tmp_path):
+    path = suite_file(tmp_path, source_checkpoint, methods=["finetune"], final_seeds=1,
+                      search={"num_samples": 1, "scheduler": "asha", "algorithm": "grid", "max_concurrent_trials": 1},
+                      overrides={"epochs": 4, "lr": {"grid": [0.05, 0.03, 1.0e-6, 2.0e-6]}, "batch_size": 32,
+                                 "dropout": 0.0, "weight_decay": 0.0005, "label_smoothing": 0.0})
+    assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
+    records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
+    cell = next(r for r in records if r["kind"] == "cell")
+    stopped = [r for r in records if r["kind"] == "trial" and r["status"] == "stopped_early"]
+    assert cell["trials_stopped_early"] == len(stopped) >= 1
+    assert all(r["epochs_completed"] < 4 for r in stopped)
+    assert cell["best_config"]["lr"] in (0.05, 0.03)
+
+
+def test_errored_and_diverged_trials_are_recorded_and_never_win(ray_local, source_checkpoint, tmp_path):
+    path = suite_file(tmp_path, source_checkpoint, methods=["finetune"], final_seeds=1,
+                      search={"num_samples": 1, "algorithm": "grid"},
+                      overrides={"epochs": 2, "lr": {"grid": [0.05, 1.0e+12]}, "momentum": 0.0,
+                                 "warmup_epochs": {"grid": [0.0, 50]}, "dropout": 0.0, "weight_decay": 0.0005,
+                                 "batch_size": 64, "label_smoothing": 0.0})
+    assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
+    records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
+    cell = next(r for r in records if r["kind"] == "cell")
+    trials = [r for r in records if r["kind"] == "trial"]
+    assert cell["trials_errored"] == 2 and cell["trials_diverged"] == 1 and cell["status"] == "ok"
+    errored = [t for t in trials if t["status"] == "error"]
+    assert all("warmup_epochs=50" in t["error"] for t in errored)
+    assert cell["best_config"]["lr"] == 0.05 and cell["best_config"]["warmup_epochs"] == 0.0
+
+
+def test_two_worker_ray_train_trial(ray_local, source_checkpoint, tmp_path):
+    path = suite_file(tmp_path, source_checkpoint, methods=["finetune"], final_seeds=1,
+                      search={"num_samples": 1, "max_concurrent_trials": 1},
+                      resources={"workers_per_trial": 2, "cpus_per_trial": 0.9}, overrides={"epochs": 1})
+    assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
+    records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
+    final = next(r for r in records if r["kind"] == "final")
+    assert final["status"] == "ok" and final["cost"]["workers"] == 2 and final["test"]["accuracy"] > 0.3
+
+
+def test_resume_after_a_killed_run_does_not_redo_finished_cells(ray_local, source_checkpoint, tmp_path):
+    path = suite_file(tmp_path, source_checkpoint, search={"num_samples": 2, "max_concurrent_trials": 1},
+                      overrides={"epochs": 3})
+    out = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--suite", str(path), "--results-dir",
+                             str(out), "--address", ray_local], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 240
+    run_dir = None
+    while time.time() < deadline and proc.poll() is None:
+        dirs = [d for d in out.glob("tiny-*")] if out.exists() else []
+        if dirs and (dirs[0] / "records.jsonl").exists():
+            run_dir = dirs[0]
+            if any(r["kind"] == "cell" for r in read_records(run_dir / "records.jsonl")):
+                break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run_dir is not None, "the run never finished its first cell"
+    before = read_records(run_dir / "records.jsonl")
+    first = next(r for r in before if r["kind"] == "cell")
+    assert not any(r["kind"] == "cell" and r["method"] == "linear_probe" for r in before)
+
+    assert main(["run", "--resume", str(run_dir)]) == 0
+    after = read_records(run_dir / "records.jsonl")
+    cells = [r for r in after if r["kind"] == "cell"]
+    assert [c["method"] for c in cells] == ["scratch", "linear_probe"]
+    assert sum(1 for r in after if r["kind"] == "trial" and r["cell_id"] == first["cell_id"]) == 2
+    assert sum(1 for r in after if r["kind"] == "final") == 4
+
+
+def test_unreachable_address_fails_fast(tmp_path, capsys):
+    t0 = time.time()
+    assert main(["run", "--address", "127.0.0.1:9", "--results-dir", str(tmp_path)]) == 2
+    assert time.time() - t0 < 30
+    assert "--address=127.0.0.1:9: no Ray cluster reachable" in capsys.readouterr().err
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_before_anything_starts(ray_local, source_checkpoint, tmp_path,
+                                                                           capsys):
+    path = suite_file(tmp_path, source_checkpoint)
+    out = tmp_path / "r"
+    assert main(["run", "--suite", str(path), "--results-dir", str(out), "--gpus-per-trial", "1"]) == 2
+    assert "a trial needs 1 GPUs (workers_per_trial=1 x gpus_per_trial=1) but the cluster has 0" in \
+        capsys.readouterr().err
+    assert not out.exists() or not [d for d in out.iterdir() if d.name != "sources"]
+    assert main(["run", "--suite", str(path), "--results-dir", str(out), "--workers-per-trial", "3"]) == 2
