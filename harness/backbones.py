@@ -6,6 +6,8 @@ of size `feature_dim`, so `freeze_depth = k` means "the first k stages are froze
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,13 +43,17 @@ class StagedBackbone(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Backbone plus a new head (dropout, then linear); frozen stages stay in eval mode while training."""
+    """Backbone plus a new head (dropout, then linear, unless a method brings its own); frozen stages stay in
+    eval mode while training. `facts` are what a method records about the network in the run's summary."""
 
-    def __init__(self, backbone: StagedBackbone, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, backbone: StagedBackbone, num_classes: int, dropout: float = 0.0,
+                 head: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, num_classes))
+        self.head = head if head is not None else nn.Sequential(nn.Dropout(dropout),
+                                                                nn.Linear(backbone.feature_dim, num_classes))
         self.frozen_stages = 0
+        self.facts: dict[str, object] = {}
 
     def freeze(self, depth: int) -> None:
         """Freeze the first `depth` stages: no gradients, BatchNorm statistics fixed."""
@@ -223,6 +229,7 @@ class Preprocessing:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str
+    resize_size: int = 0  # shorter side before the centre crop to image_size (0: image_size / 0.875)
 
 
 @dataclass
@@ -232,6 +239,7 @@ class LoadedWeights:
     state_dict: dict[str, torch.Tensor] | None = None
     meta: dict[str, object] = field(default_factory=dict)
     preprocessing: Preprocessing | None = None
+    network: str | None = None  # the backbone a checkpoint holds
 
 
 def imagenet_weights(backbone: str) -> object:
@@ -266,17 +274,19 @@ def weights_file(enum: object) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(enum.url).path).name
 
 
-def load_weights(spec: str, backbone: str) -> LoadedWeights:
-    """Resolve `none`, `imagenet` or `checkpoint:PATH` for a backbone."""
+def load_weights(spec: str, backbone: str, any_network: bool = False) -> LoadedWeights:
+    """Resolve `none`, `imagenet` or `checkpoint:PATH` for a backbone (`any_network`: a checkpoint may hold
+    another backbone, which is then the network built; see LoadedWeights.network)."""
     if spec == "none":
         return LoadedWeights("none")
     if spec == "imagenet":
         enum = imagenet_weights(backbone)
         t = enum.transforms()
-        prep = Preprocessing(int(t.crop_size[0]), tuple(t.mean), tuple(t.std), f"imagenet:{enum}")
+        prep = Preprocessing(int(t.crop_size[0]), tuple(t.mean), tuple(t.std), f"imagenet:{enum}",
+                             int(t.resize_size[0]))
         return LoadedWeights("imagenet", weights_enum=enum, meta=dict(enum.meta), preprocessing=prep)
     if spec.startswith("checkpoint:"):
-        return read_checkpoint(spec.partition(":")[2], backbone)
+        return read_checkpoint(spec.partition(":")[2], None if any_network else backbone)
     raise ConfigError(f"weights='{spec}': choose from: none, imagenet, checkpoint:PATH")
 
 
@@ -298,7 +308,21 @@ def read_checkpoint(path: str, backbone: str | None = None) -> LoadedWeights:
         raise ConfigError(f"weights='checkpoint:{path}': it holds a '{blob['backbone']}' network, "
                           f"not backbone '{backbone}'")
     prep = Preprocessing(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]), f"checkpoint:{p.name}")
-    return LoadedWeights("checkpoint", state_dict=blob["state_dict"], meta=meta, preprocessing=prep)
+    return LoadedWeights("checkpoint", state_dict=blob["state_dict"], meta=meta, preprocessing=prep,
+                         network=blob["backbone"])
+
+
+def save_atomic(blob: dict, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:

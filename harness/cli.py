@@ -36,6 +36,15 @@ def add_trial_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> Non
                        help=f"(default: {f.default})")
 
 
+def add_data_flags(p: argparse.ArgumentParser, download: bool = True) -> None:
+    """--data-root (and --download): where torchvision datasets live, and whether to fetch missing ones."""
+    p.add_argument("--data-root", help="folder holding the datasets (default: $HARNESS_DATA, else "
+                   "~/.cache/harness/data)")
+    if download:
+        p.add_argument("--download", action="store_true", help="download missing catalogue datasets first "
+                       "(needs internet)")
+
+
 def trial_values(args: argparse.Namespace) -> dict[str, object]:
     return {f.name: getattr(args, f.name) for f in fields(TrialConfig) if getattr(args, f.name, None) is not None}
 
@@ -45,7 +54,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from harness.engine import train_loop
     from harness.jsonio import dumps
 
+    from harness.catalog import prepare_data
+    from harness.dataroot import use_data_root
+
     config = TrialConfig.from_dict({**trial_values(args), "evaluate_test": args.evaluate_test})
+    use_data_root(args.data_root)
+    prepare_data([config.dataset], download=args.download)
     summary = train_loop(config, log=eprint)
     summary.pop("history")
     print(dumps(summary, indent=2))
@@ -60,8 +74,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from harness.jsonio import dumps
     from harness.sources import pretrain, source_config
 
+    from harness.catalog import prepare_data
+    from harness.dataroot import use_data_root
+
     values = {"epochs": 15, "augment": "basic", **trial_values(args)}
     config = source_config(**values)
+    use_data_root(args.data_root)
+    prepare_data([config.dataset], download=args.download)
     path, reused = pretrain(config, out_dir=args.out_dir, log=eprint)
     eprint(f"{'reused' if reused else 'wrote'} {path}")
     print(dumps({"checkpoint": str(path), "weights": f"checkpoint:{path}", "reused": reused}))
@@ -71,13 +90,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 @command("list")
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.backbones import BACKBONES
-    from harness.datasets import DATASETS
+    from harness.datasets import DATASETS, INTERNAL_PARAMS
     from harness.methods import METHODS
 
     print("datasets (spec: name[:classes][?option=value&...], e.g. digits:5-9, shapes?per_class=100):")
     for name in DATASETS:
         params = inspect.signature(DATASETS.get(name)).parameters
-        opts = [f"{k}={v.default}" for k, v in params.items() if k not in ("split_seed", "path")]
+        opts = [f"{k}={v.default}" for k, v in params.items() if k not in INTERNAL_PARAMS]
         shown = f"{name}:PATH" if "path" in params else name
         extra = f"  [{', '.join(opts)}]" if opts else ""
         print(f"  {shown:<22} {DATASETS.describe(name)}{extra}")
@@ -93,13 +112,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @command("fetch")
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from harness.backbones import BACKBONES, fetch_imagenet_weights
+    from harness.backbones import BACKBONES, TORCHVISION, fetch_imagenet_weights
+    from harness.catalog import CATALOG, fetch_dataset
+    from harness.dataroot import use_data_root
+    from harness.datasets import DATASETS, parse_spec
 
-    for name in args.names:
+    root = use_data_root(args.data_root)
+    for spec in args.names:
+        name = parse_spec(spec)[0]
         if name in BACKBONES:
             print(fetch_imagenet_weights(name))
+        elif name in CATALOG:
+            fetch_dataset(name, root)
+            print(f"{name}: {root}")
+        elif name in DATASETS:
+            print(f"{name}: built in or read from a folder; nothing to fetch")
         else:
-            raise ConfigError(f"fetch: '{name}' is not a backbone; choose from: {', '.join(BACKBONES)}")
+            raise ConfigError(f"fetch: '{name}' is neither a dataset nor a backbone; datasets: {', '.join(CATALOG)}; "
+                              f"backbones with ImageNet weights: {', '.join(TORCHVISION)}")
     return 0
 
 
@@ -110,7 +140,18 @@ def _csv(text: str) -> list[str]:
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import runner
+    from harness.catalog import data_status, prepare_data
+    from harness.dataroot import use_data_root
 
+    use_data_root(args.data_root)
+    suite, _ = runner.resolve(args)
+    specs = [d.name for d in suite.datasets] + [s.dataset for s in suite.sources.values()]
+    if args.dry_run:
+        code = runner.run(args)
+        for line in data_status(specs):
+            print(line)
+        return code
+    prepare_data(specs, download=args.download)  # a missing dataset stops the run before Ray starts
     return runner.run(args)
 
 
@@ -159,6 +200,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results", help="where run folders go (default: results)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
     p.add_argument("--dry-run", action="store_true", help="print the cells, trial counts and resources; train nothing")
+    add_data_flags(p)
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and trial tables")
 
 
@@ -170,15 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_trial_flags(p)
     p.add_argument("--evaluate-test", action=argparse.BooleanOptionalAction, default=True,
                    help="score the final model on the test split (default: on)")
+    add_data_flags(p)
 
     p = sub.add_parser("pretrain", help="train a source network from scratch and cache its checkpoint")
     add_trial_flags(p, skip=("method", "weights", "freeze_depth", "evaluate_test"))
     p.add_argument("--out-dir", default="results/sources", help="where checkpoints go (default: results/sources)")
+    add_data_flags(p)
 
     sub.add_parser("list", help="list datasets, backbones and methods")
 
-    p = sub.add_parser("fetch", help="download ImageNet weights of backbones into the torch cache (needs internet)")
-    p.add_argument("names", nargs="+")
+    p = sub.add_parser("fetch", help="download datasets into the data root and ImageNet weights of backbones "
+                       "into the torch cache (needs internet)")
+    p.add_argument("names", nargs="+", metavar="DATASET|BACKBONE")
+    add_data_flags(p, download=False)
 
     add_run_parser(sub)
 

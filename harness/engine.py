@@ -10,23 +10,25 @@ import math
 import random
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from harness.augment import BatchTransform, batch_mix, batch_transform
 from harness.backbones import BACKBONES, Classifier, Preprocessing, build_backbone, count_parameters, load_weights
-from harness.datasets import DATASETS, DatasetBundle, Split, load_dataset, parse_spec
+from harness.datasets import DATASETS, AnySplit, DatasetBundle, Split, load_dataset, parse_spec
+from harness.losses import MethodContext, l1_penalty
 from harness.methods import METHODS
 from harness.metrics import classification_metrics
 from harness.spec import TrialConfig
 
 Reporter = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 256
+RESIZE_IN_MEMORY_BYTES = 2**30  # larger in-memory datasets stay at their own size and are resized per batch
 
 
 @dataclass
@@ -60,7 +62,7 @@ def pick_device() -> torch.device:
 
 def resolve_preprocessing(config: TrialConfig, bundle_size: int, bundle_stats: Callable[[], tuple], weights) -> Preprocessing:
     """Input size and normalisation: those of the weights when they carry them, else the target's own."""
-    info = BACKBONES.get(config.backbone)
+    info = BACKBONES.get(weights.network or config.backbone)
     prep = weights.preprocessing
     if prep is None:
         mean, std = bundle_stats()
@@ -68,60 +70,32 @@ def resolve_preprocessing(config: TrialConfig, bundle_size: int, bundle_stats: C
     size = config.image_size or (prep.image_size if weights.kind == "imagenet" else bundle_size)
     size = max(size, info.min_size)
     mean, std = _three(prep.mean), _three(prep.std)
-    return Preprocessing(size, mean, std, prep.source)
+    resize = round(prep.resize_size * size / prep.image_size) if prep.resize_size else 0
+    return Preprocessing(size, mean, std, prep.source, resize)
 
 
 def _three(v: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(v) * 3 if len(v) == 1 else tuple(v)
 
 
-class BatchTransform(nn.Module):
-    """uint8 batch -> float, three channels, optional crop-with-padding and flip, normalised; runs on the device."""
-
-    def __init__(self, prep: Preprocessing, augment: bool, flip: bool, channels_last: bool) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(prep.mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(prep.std).view(1, -1, 1, 1))
-        self.augment, self.flip, self.channels_last = augment, flip, channels_last
-
-    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = x.float().div_(255)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if train and self.augment:
-            x = random_crop(x, pad=max(1, x.shape[-1] // 8))
-            if self.flip:
-                mask = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
-                x = torch.where(mask, x.flip(3), x)
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
-def random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Per-image random crop of the zero-padded batch back to its size (batched, no Python loop)."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    return padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
-                  rows, cols]
-
-
 def check_names(config: TrialConfig) -> None:
-    """Fail fast, before any data is loaded, on unknown names and weights a method cannot take."""
+    """Fail fast, before any data is loaded, on unknown names, weights a method cannot take and knobs of
+    other methods."""
     DATASETS.get(parse_spec(config.dataset)[0])
     BACKBONES.get(config.backbone)
-    METHODS.get(config.method).check_weights(config)
+    METHODS.get(config.method).check_config(config)
 
 
-def build_model(config: TrialConfig, bundle: DatasetBundle, weights) -> Classifier:
-    """Backbone with its weights, the method's frozen stages and a new head for the target classes."""
+def build_model(config: TrialConfig, bundle: DatasetBundle, weights, input_size: int = 0) -> Classifier:
+    """Backbone with its weights, the method's frozen stages and a new head for the target classes (or the
+    method's own network)."""
     method = METHODS.get(config.method)
-    backbone = build_backbone(config.backbone, weights)
+    backbone = build_backbone(weights.network or config.backbone, weights)
     depth = method.check(config, backbone.num_stages)
-    model = Classifier(backbone, bundle.num_classes, config.dropout)
+    if method.build is not None:
+        model = method.build(config, backbone, bundle.num_classes, input_size or bundle.image_size)
+    else:
+        model = Classifier(backbone, bundle.num_classes, config.dropout)
     model.freeze(depth)
     return model
 
@@ -150,14 +124,17 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, transform: BatchTransform | None, device: torch.device,
+def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
             amp: torch.dtype | None) -> torch.Tensor:
-    """Logits (or features) of a tensor of inputs, in evaluation mode, in batches."""
+    """Logits (or features) of a tensor of inputs or of a split's images (in memory or decoded from files),
+    in evaluation mode, in batches."""
     was_training = model.training
     model.eval()
     out = []
-    for i in range(0, len(images), EVAL_BATCH):
-        x = images[i:i + EVAL_BATCH].to(device, non_blocking=True)
+    batches = ((images[i:i + EVAL_BATCH] for i in range(0, len(images), EVAL_BATCH))
+               if isinstance(images, torch.Tensor) else images.batches(EVAL_BATCH))
+    for x in batches:
+        x = x.to(device, non_blocking=True)
         if transform is not None:
             x = transform(x, train=False)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -182,37 +159,44 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
         log: Callable[[str], None] | None = None, cache_features: bool = True) -> FitResult:
     """Train one configuration; report validation metrics every epoch; evaluate test only when asked.
 
-    With the whole backbone frozen and no augmentation, features are computed once per split and only
-    the head trains on them (`cache_features=False` turns that off; results are the same)."""
+    With the whole backbone frozen and no augmentation or batch mixing, features are computed once per split
+    and only the head trains on them (`cache_features=False` turns that off; results are the same)."""
     hooks = hooks or Hooks()
+    check_names(config)
+    method = METHODS.get(config.method)
+    prepared = method.prepare(config, log) if method.prepare is not None else None
     wall_start = time.perf_counter()
     generator = seed_everything(config.seed)
     device = hooks.device or pick_device()
     amp = amp_dtype(device)
     channels_last = device.type == "cuda"
 
-    check_names(config)
-    weights = load_weights(config.weights, config.backbone)
+    weights = load_weights(config.weights, config.backbone, any_network=method.any_source)
     base = load_dataset(config.dataset, split_seed=config.split_seed)
     prep = resolve_preprocessing(config, base.image_size, base.stats, weights)
-    bundle = load_dataset(config.dataset, config.samples_per_class, config.seed, config.split_seed, prep.image_size)
-    model = build_model(config, bundle, weights).to(device)
+    size = prep.image_size if base.resize_bytes(prep.image_size) <= RESIZE_IN_MEMORY_BYTES else 0
+    bundle = load_dataset(config.dataset, config.samples_per_class, config.seed, config.split_seed, size,
+                          prep.resize_size)
+    if config.train_on_val:
+        bundle = replace(bundle, train=bundle.train.concat(bundle.val))
+    model = build_model(config, bundle, weights, prep.image_size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    transform = BatchTransform(prep, config.augment != "none", bundle.flip, channels_last).to(device)
-    cached = cache_features and model.frozen_stages == model.backbone.num_stages and config.augment == "none"
+    transform = batch_transform(config, prep, bundle.flip, channels_last).to(device)
+    mix = batch_mix(config, bundle.num_classes)
+    cached = (cache_features and model.frozen_stages == model.backbone.num_stages and config.augment == "none"
+              and mix is None)
 
     splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
     if cached:
-        feats = {k: predict(model.backbone, s.images, transform, device, amp) for k, s in splits.items()}
+        feats = {k: predict(model.backbone, s, transform, device, amp) for k, s in splits.items()}
         inputs = {k: Split(feats[k], s.labels) for k, s in splits.items()}
         trained, step_transform = model.head, None
     else:
         inputs, trained, step_transform = splits, model, transform
 
-    loader = DataLoader(TensorDataset(inputs["train"].images, inputs["train"].labels), batch_size=config.batch_size,
-                        shuffle=True, generator=generator,
-                        drop_last=len(inputs["train"]) % config.batch_size == 1)
+    loader = DataLoader(inputs["train"].dataset(), batch_size=config.batch_size, shuffle=True, generator=generator,
+                        drop_last=len(inputs["train"]) % config.batch_size == 1, **inputs["train"].loader_kwargs())
     loader = hooks.prepare_loader(loader)
     net = hooks.prepare_model(trained)
     optimizer = make_optimizer(config, trained)
@@ -220,9 +204,14 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
     scheduler = cosine_with_warmup(optimizer, round(config.warmup_epochs * steps), config.epochs * steps)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    ctx = MethodContext(config, model, trained, bundle, prep, step_transform, device, amp, criterion, mix,
+                        predict=lambda m, images, t: predict(m, images, t, device, amp),
+                        prepare_loader=hooks.prepare_loader, log=log,
+                        penalties=[p for p in (l1_penalty(trained, config.l1),) if p is not None], prepared=prepared)
+    objective = method.objective(ctx)
 
     def evaluate(split: str) -> dict[str, Any]:
-        logits = predict(trained, inputs[split].images, step_transform, device, amp)
+        logits = predict(trained, inputs[split], step_transform, device, amp)
         return classification_metrics(logits, inputs[split].labels, bundle.num_classes)
 
     history: list[dict[str, Any]] = []
@@ -238,7 +227,10 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
             if step_transform is not None:
                 x = step_transform(x, train=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = criterion(net(x), y)
+                loss = objective(net, x, y)
+            penalty = objective.penalty()
+            if penalty is not None:
+                loss = loss + penalty
             if not torch.isfinite(loss):
                 status = "diverged"
                 break
@@ -292,6 +284,11 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
                  "params_total": total, "params_trainable": trainable, "device": str(device),
                  "amp": str(amp).replace("torch.", "") if amp else "off", "workers": hooks.world_size},
     }
+    if weights.network not in (None, config.backbone):
+        summary["model"]["source_backbone"] = weights.network
+    summary["model"].update(model.facts)
+    for section, facts in objective.extras(status).items():
+        summary[section].update(facts)
     return FitResult(summary, model)
 
 

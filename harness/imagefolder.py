@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 
-from harness.datasets import DatasetBundle, Split, bundle_from_arrays
+from harness.datasets import DatasetBundle, Split, bundle_from_arrays, carve
 from harness.errors import ConfigError
 
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -63,25 +62,9 @@ def load_image_folder(path: str, size: int = 32, split_seed: int = 0) -> Dataset
     train = Split(images, labels)
     for split in ("val", "test"):
         if split not in parts:
-            keep, carved = _carve(train.labels.numpy(), 0.15, split_seed, spec)
-            parts[split] = _take(train, carved)
-            train = _take(train, keep)
+            keep, carved = carve(train.labels.numpy(), 0.15, split_seed, spec)
+            parts[split] = train.take(carved)
+            train = train.take(keep)
     return DatasetBundle(spec, train, parts["val"], parts["test"], tuple(classes),
                          description=f"ImageFolder {root}")
 
-
-def _take(s: Split, idx: np.ndarray) -> Split:
-    t = torch.as_tensor(idx, dtype=torch.long)
-    return Split(s.images[t].contiguous(), s.labels[t].contiguous())
-
-
-def _carve(labels: np.ndarray, fraction: float, seed: int, spec: str) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (keep, carved) indices; the carved part becomes a missing validation or test split."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    try:
-        keep, carved = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed)
-    except ValueError as e:
-        raise ConfigError(f"dataset '{spec}': too few images per class to carve a split: {e}") from None
-    return np.sort(keep), np.sort(carved)

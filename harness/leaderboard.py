@@ -75,14 +75,15 @@ def frame(records: Records) -> pd.DataFrame:
         runs = [r for r in by_cell.get(c["cell_id"], []) if r.get("status") == "ok" and r.get("test")]
         row = {k: c[k] for k in CELL_KEYS}
         row.update(weights=c["weights"], seeds=len(runs), status=c["status"])
+        headline = next((r["data"]["metric"] for r in runs if (r.get("data") or {}).get("metric")), "accuracy")
         for m in TEST_METRICS:
-            vals = [r["test"].get(m) for r in runs]
-            vals = [v for v in vals if v is not None]
+            vals = [v for v in (r["test"].get(m) for r in runs) if v is not None]
             mean, half = mean_confidence_interval(vals)
             row[f"test_{m}"] = mean
             if m == "accuracy":
                 row["test_accuracy_ci95"] = half
-                row["_accs"] = vals
+            if m == headline:
+                row.update(metric=m, test_score=mean, test_score_ci95=half, _scores=vals)
         cost = [r["cost"] for r in runs]
         row.update(
             val_best=c.get("best_value"),
@@ -113,43 +114,45 @@ def _searched(cell: dict) -> dict:
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:
-    """Rank within each dataset by mean test accuracy; Welch p > 0.05 against the best marks a tie."""
+    """Rank within each dataset by the mean headline test score; Welch p > 0.05 against the best marks a tie."""
     df = df.copy()
-    df["rank"] = df.groupby(["dataset", "samples_per_class"])["test_accuracy"].rank(ascending=False, method="min")
+    df["rank"] = df.groupby(["dataset", "samples_per_class"])["test_score"].rank(ascending=False, method="min")
     tied = []
     for _, row in df.iterrows():
         group = df[(df.dataset == row.dataset) & (df.samples_per_class == row.samples_per_class)]
-        best = group.loc[group.test_accuracy.idxmax()] if group.test_accuracy.notna().any() else None
-        if best is None or math.isnan(row.test_accuracy):
+        best = group.loc[group.test_score.idxmax()] if group.test_score.notna().any() else None
+        if best is None or math.isnan(row.test_score):
             tied.append(False)
         elif row.cell_id == best.cell_id:
             tied.append(True)
         else:
-            p = welch_p_value(row["_accs"], best["_accs"])
+            p = welch_p_value(row["_scores"], best["_scores"])
             tied.append(bool(not math.isnan(p) and p > 0.05))
     df["tied_with_best"] = tied
-    df = df.drop(columns=["_accs"])
+    df = df.drop(columns=["_scores"])
     return df.sort_values(["dataset", "samples_per_class", "rank", "method"]).reset_index(drop=True)
 
 
 def summary_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    """Methods x datasets: mean test accuracy per dataset, then average rank and average accuracy."""
+    """Methods x datasets: mean headline test score per dataset, then average rank and average score
+    across datasets (as VTAB summarises)."""
     d = df.assign(target=[f"{a}@{b}" if b else a for a, b in zip(df.dataset, df.samples_per_class)],
                   entry=df.method + "/" + df.backbone)
-    m = d.pivot_table(index="entry", columns="target", values="test_accuracy", aggfunc="mean")
+    m = d.pivot_table(index="entry", columns="target", values="test_score", aggfunc="mean", sort=False)
     m["avg_rank"] = d.groupby("entry")["rank"].mean()
-    m["avg_accuracy"] = d.groupby("entry")["test_accuracy"].mean()
-    return m.sort_values("avg_rank")
+    m["avg_score"] = d.groupby("entry")["test_score"].mean()
+    return m.sort_values(["avg_rank", "avg_score"], ascending=[True, False])
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:
     show = df.copy()
-    show["test_accuracy"] = [f"{m:.4f} ± {h:.4f}" if not math.isnan(h) else f"{m:.4f}"
-                             for m, h in zip(show.test_accuracy, show.test_accuracy_ci95)]
+    show["test_score"] = [f"{m:.4f} ± {h:.4f}" if not math.isnan(h) else f"{m:.4f}"
+                          for m, h in zip(show.test_score, show.test_score_ci95)]
     show["tied_with_best"] = show.tied_with_best.map({True: "=", False: ""})
-    cols = ["dataset", "samples_per_class", "method", "backbone", "rank", "tied_with_best", "test_accuracy",
-            "test_macro_f1", "test_ece", "seeds", "params_trainable", "train_seconds", "search_trials",
-            "best_config"]
+    show["rank"] = show["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))
+    cols = ["dataset", "samples_per_class", "method", "backbone", "rank", "tied_with_best", "metric", "test_score",
+            "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable", "train_seconds",
+            "search_trials", "search_trial_seconds", "best_config"]
     return show[cols]
 
 
@@ -164,7 +167,7 @@ def to_text(df: pd.DataFrame) -> str:
 
 FORMATS = ("text", "md", "csv", "json", "parquet", "html")
 BINARY_FORMATS = ("parquet",)
-HIGHER_IS_BETTER = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
+HIGHER_IS_BETTER = ("test_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
                     "images_per_s", "seeds", "tied_with_best")
 
 

@@ -1,11 +1,15 @@
-"""Transfer methods: which stages are frozen, whether pretrained weights are used, which knobs they read."""
+"""Transfer methods: which stages are frozen, whether pretrained weights are used, which knobs they read, and
+for some their own network (`build`), training objective (`objective`) and preparation (`prepare`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable
 
+from harness import distill, feature_transfer, multitask
+from harness.backbones import Classifier, StagedBackbone
 from harness.errors import ConfigError
+from harness.losses import L2SPObjective, MethodContext, Objective
 from harness.registry import Registry
 from harness.spec import TrialConfig
 
@@ -16,35 +20,55 @@ class Method:
 
     `frozen_stages(config, num_stages)` says how many leading stages stay fixed; `uses` lists the
     method-specific hyperparameters it reads (any other method-specific one set away from its default is
-    an error, so a search space cannot tune a knob that does nothing).
+    an error, so a search space cannot tune a knob that does nothing). Optional hooks: `validate(config)`
+    checks names before any data is loaded; `prepare(config, log)` runs before the run is seeded (e.g. a
+    teacher to train) and its result reaches the objective; `build(config, backbone, num_classes, input_size)`
+    makes the network instead of backbone + linear head; `objective(ctx)` makes the training loss.
+    `any_source`: a checkpoint in `weights` may hold another network than `backbone`; that network is built.
     """
 
     name: str
     description: str
     frozen_stages: Callable[[TrialConfig, int], int]
-    pretrained: str = "optional"  # "forbidden" | "optional"
+    pretrained: str = "optional"  # "forbidden" | "optional" | "required"
     uses: tuple[str, ...] = ()
+    any_source: bool = False
+    validate: Callable[[TrialConfig], None] | None = None
+    prepare: Callable[[TrialConfig, Callable[[str], None] | None], Any] | None = None
+    build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] | None = None
+    objective: Callable[[MethodContext], Objective] = Objective
 
     def check_weights(self, config: TrialConfig) -> None:
         if self.pretrained == "forbidden" and config.weights != "none":
             raise ConfigError(f"weights='{config.weights}': method '{self.name}' trains from random "
                               f"initialisation; use weights=none")
+        if self.pretrained == "required" and config.weights == "none":
+            raise ConfigError(f"weights='none': method '{self.name}' needs pretrained weights; "
+                              f"give weights=imagenet or checkpoint:PATH")
 
-    def check(self, config: TrialConfig, num_stages: int) -> int:
-        """Validate the config for this method and backbone; return the number of frozen stages."""
+    def check_config(self, config: TrialConfig) -> None:
+        """What can be checked without the backbone: weights, knobs of other methods, the method's names."""
         self.check_weights(config)
         for knob, default in METHOD_KNOBS.items():
             value = getattr(config, knob)
             if knob not in self.uses and value != default:
                 users = [m for m in METHODS if knob in METHODS.get(m).uses]
                 raise ConfigError(f"{knob}={value!r}: not used by method '{self.name}' (used by: {', '.join(users)})")
+        if self.validate is not None:
+            self.validate(config)
+
+    def check(self, config: TrialConfig, num_stages: int) -> int:
+        """Validate the config for this method and backbone; return the number of frozen stages."""
+        self.check_config(config)
         if config.freeze_depth > num_stages:
             raise ConfigError(f"freeze_depth={config.freeze_depth}: backbone '{config.backbone}' has "
                               f"{num_stages} stages; allowed 0-{num_stages}")
         return self.frozen_stages(config, num_stages)
 
 
-METHOD_KNOBS: dict[str, object] = {"freeze_depth": 0}
+_KNOB_NAMES = ("freeze_depth", "aux_dataset", "aux_weight", "teacher", "teacher_weights", "teacher_epochs",
+               "kd_temperature", "kd_alpha", "feature_layer", "target_depth", "target_width", "l2sp_alpha", "l2sp_beta")
+METHOD_KNOBS: dict[str, object] = {f.name: f.default for f in fields(TrialConfig) if f.name in _KNOB_NAMES}
 METHODS: Registry[Method] = Registry("method")
 
 
@@ -59,3 +83,17 @@ register(Method("linear_probe", "fixed feature extractor: backbone frozen (Batch
 register(Method("finetune", "full fine-tuning: pretrained backbone and new head all trained", lambda c, n: 0))
 register(Method("partial", "partial fine-tuning: the first freeze_depth stages frozen, the rest and the head "
                 "trained", lambda c, n: c.freeze_depth, uses=("freeze_depth",)))
+register(Method("multibranch", "multi-task fine-tuning: shared backbone, target head + auxiliary head (aux_dataset: "
+                "a second dataset, or rotation prediction); loss = main + aux_weight x aux",
+                lambda c, n: 0, uses=("aux_dataset", "aux_weight"), validate=multitask.check,
+                build=multitask.build, objective=multitask.MultiBranchObjective))
+register(Method("distill", "distillation: a larger teacher fine-tuned on the target first (or a teacher file) "
+                "trains this smaller student with the KD loss", lambda c, n: 0,
+                uses=("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
+                validate=distill.check, prepare=distill.ensure_teacher, objective=distill.DistillObjective))
+register(Method("feature_transfer", "a new small CNN/MLP (target_depth, target_width) trained on the frozen "
+                "source network's features after feature_layer stages (cached)", feature_transfer.layer_count,
+                uses=("feature_layer", "target_depth", "target_width"), any_source=True, build=feature_transfer.build))
+register(Method("l2sp", "fine-tuning with L2-SP: l2sp_alpha x ||w - w0||^2 pulls the backbone towards its "
+                "pretrained weights, l2sp_beta x ||head||^2", lambda c, n: 0, pretrained="required",
+                uses=("l2sp_alpha", "l2sp_beta"), objective=L2SPObjective))

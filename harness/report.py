@@ -66,27 +66,27 @@ def plot_accuracy(df: pd.DataFrame) -> str:
     targets = _targets(d)
     fig, axes = _panels(len(targets))
     for ax, t in zip(axes, targets):
-        rows = d[d.target == t].sort_values("test_accuracy", ascending=False)
-        err = rows.test_accuracy_ci95.fillna(0).tolist()
+        rows = d[d.target == t].sort_values("test_score", ascending=False)
+        err = rows.test_score_ci95.fillna(0).tolist()
         colors = ["#2a7ab9" if tie else "#9bbbd6" for tie in rows.tied_with_best]
-        ax.barh(rows.entry, rows.test_accuracy, xerr=err, color=colors, capsize=3)
+        ax.barh(rows.entry, rows.test_score, xerr=err, color=colors, capsize=3)
         ax.invert_yaxis()
-        lo = max(0.0, float((rows.test_accuracy - rows.test_accuracy_ci95.fillna(0)).min()) - 0.05)
+        lo = max(0.0, float((rows.test_score - rows.test_score_ci95.fillna(0)).min()) - 0.05)
         ax.set_xlim(lo, 1.0)
         ax.set_title(t)
-        ax.set_xlabel("test accuracy (mean, 95% CI)")
+        ax.set_xlabel(f"test {rows.metric.iloc[0].replace('_', ' ')} (mean, 95% CI)")
     return _png(fig)
 
 
 def plot_cost(df: pd.DataFrame) -> tuple[str, str]:
-    d = _with_target(df).dropna(subset=["test_accuracy"])
+    d = _with_target(df).dropna(subset=["test_score"])
     gpu = bool((d.search_gpu_hours > 0).any())
     col, label = (("search_gpu_hours", "search GPU-hours") if gpu else ("train_seconds", "training seconds per run"))
     targets = _targets(d)
     fig, axes = _panels(len(targets))
     for ax, t in zip(axes, targets):
         rows = d[d.target == t].reset_index(drop=True)
-        cost, acc = rows[col].astype(float).tolist(), rows.test_accuracy.astype(float).tolist()
+        cost, acc = rows[col].astype(float).tolist(), rows.test_score.astype(float).tolist()
         ax.scatter(cost, acc, color="#888")
         for c, a, name in zip(cost, acc, rows.entry):
             ax.annotate(name, (c, a), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -96,7 +96,7 @@ def plot_cost(df: pd.DataFrame) -> tuple[str, str]:
             ax.set_xscale("log")
         ax.set_title(t)
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(f"test {rows.metric.iloc[0].replace('_', ' ')}")
         ax.legend(fontsize=7, loc="lower right")
     return _png(fig), label
 
@@ -168,10 +168,10 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[dict[str, Any]]
         "95% t-intervals; each method's hyperparameters were searched on validation only; '=' marks methods "
         "whose difference from the best of their dataset is not significant (Welch t-test, p &gt; 0.05).</p>",
         "<h2>Leaderboard</h2>", table(df).to_html(index=False, na_rep="", escape=True, classes="leaderboard"),
-        "<h2>Summary: mean test accuracy, average rank</h2>",
+        "<h2>Summary: mean test score per dataset, average rank and score</h2>",
         summary.to_html(float_format=lambda x: f"{x:.4f}", na_rep="", classes="summary"),
-        _figure("Test accuracy per method", plot_accuracy(df),
-                "Bars: mean test accuracy over seeds; whiskers: 95% confidence interval; dark: best or tied with it."),
+        _figure("Test score per method", plot_accuracy(df),
+                "Bars: mean headline test metric over seeds; whiskers: 95% confidence interval; dark: best or tied with it."),
         _figure("Accuracy against cost", cost_png,
                 f"x: {cost_label}; the orange line joins the Pareto front (no method is both cheaper and better)."),
         _figure("Validation curves of each cell's best trial", plot_curves(df, trials),

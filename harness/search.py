@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with --verbose
 
+from harness.catalog import final_trains_on_val  # noqa: E402
+from harness.dataroot import runtime_env_vars  # noqa: E402
 from harness.engine import Hooks, train_loop  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.jsonio import dumps  # noqa: E402
@@ -45,6 +47,8 @@ def init_ray(address: str | None = None, verbose: bool = False) -> bool:
         return False
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
                           "logging_level": logging.INFO if verbose else logging.WARNING}
+    if runtime_env_vars():  # the data root reaches trial processes on every node
+        kw["runtime_env"] = {"env_vars": runtime_env_vars()}
     if address:
         try:
             ray.init(address=address, **kw)
@@ -391,7 +395,7 @@ def run_finals(cell: Cell, best_config: dict[str, Any], store: RunStore, storage
     if seeds:
         progress.phase, progress.phase_total, progress.phase_done = "final", len(seeds), 0
         space = {**best_config, "seed": tune.grid_search(seeds), "evaluate_test": True,
-                 RUNNER_KEY: _runner(cell, storage)}
+                 "train_on_val": final_trains_on_val(cell.dataset.name), RUNNER_KEY: _runner(cell, storage)}
         grid = _make_tuner(f"final-{cell.cell_id}", space, cell, storage, progress, verbose, concurrency).fit()
         new = []
         for result in grid:
@@ -415,7 +419,7 @@ def prepare_sources(suite: SuiteSpec, out_dir: str, log: Callable[[str], None]) 
     """Pretrain (or reuse) every source network the suite's backbones name; `source:KEY` -> `checkpoint:PATH`."""
     from harness.sources import pretrain, source_config
 
-    used = {b.weights[7:] for b in suite.backbones if b.weights.startswith("source:")}
+    used = {b.weights[7:] for b in suite.all_backbones() if b.weights.startswith("source:")}
     resolved = {}
     for key in sorted(used):
         s = suite.sources[key]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from harness.backbones import SOURCE_FORMAT, read_checkpoint
+from harness.backbones import SOURCE_FORMAT, read_checkpoint, save_atomic
 from harness.engine import fit
 from harness.errors import ConfigError
 from harness.spec import TrialConfig
@@ -54,13 +50,5 @@ def pretrain(config: TrialConfig, out_dir: Path | str = DEFAULT_DIR,
                  "val_accuracy": result.summary["val"].get("accuracy"), "status": result.summary["status"],
                  "train_seconds": result.summary["cost"]["train_seconds"], "created": time.time()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomic(blob, path)
     return path, False

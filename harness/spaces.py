@@ -2,7 +2,8 @@
 
 A value is either fixed (`epochs: 6`) or one distribution: `{loguniform: [lo, hi]}`, `{uniform: [lo, hi]}`,
 `{int: [lo, hi]}` (both ends included), `{choice: [a, b, ...]}` (sampled) or `{grid: [a, b, ...]}` (every value).
-`freeze_depth` bounds may be negative, counting from the backbone's number of stages (-1 = all but the last).
+`freeze_depth` bounds may be negative, counting from the backbone's number of stages (-1 = all but the last);
+`feature_layer` values may be negative too, and the trial counts them from the end of the network it builds.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from harness.spec import HYPERPARAMETERS
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice", "grid")
 NOT_SEARCHABLE = ("dataset", "backbone", "weights", "method", "seed", "split_seed", "evaluate_test",
-                  "samples_per_class")
+                  "samples_per_class", "train_on_val")
 SEARCHABLE = tuple(h for h in HYPERPARAMETERS if h not in NOT_SEARCHABLE)
-STAGE_RELATIVE = ("freeze_depth",)
+STAGE_RELATIVE = ("freeze_depth",)  # negative values resolved here, against the cell's backbone
+END_RELATIVE = ("feature_layer",)  # negative values kept: the trial resolves them against the network it builds
 
 
 def spaces_dir() -> Path:
@@ -153,9 +155,23 @@ def method_space(method: str, dataset: str, overrides: dict[str, Any] | None = N
     return merged
 
 
+def _check_end_relative(key: str, value: Any, where: str) -> None:
+    """Stage counts from the start (>= 1) or from the end (< 0): never 0, and one kind per range."""
+    values = value.args if isinstance(value, Dist) else (value,)
+    mixed = isinstance(value, Dist) and value.kind == "int" and (values[0] < 0) != (values[1] < 0)
+    if mixed or any(isinstance(v, bool) or not isinstance(v, int) or v == 0 for v in values):
+        shown = value.to_data() if isinstance(value, Dist) else value
+        raise ConfigError(f"{where}: key '{key}' {shown}: give whole stage counts >= 1, or negative ones counted "
+                          f"from the end, not both in one range")
+
+
 def resolve_stages(space: dict[str, Any], num_stages: int, where: str) -> dict[str, Any]:
-    """Turn negative freeze_depth bounds into stage counts of this backbone and check them."""
+    """Turn negative freeze_depth bounds into stage counts of this backbone and check them; check that
+    feature_layer values count stages one way."""
     out = dict(space)
+    for key in END_RELATIVE:
+        if out.get(key) is not None:
+            _check_end_relative(key, out[key], where)
     for key in STAGE_RELATIVE:
         value = out.get(key)
         if value is None:

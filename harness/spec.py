@@ -12,7 +12,8 @@ from typing import Any
 from harness.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
-AUGMENT_POLICIES = ("none", "basic")
+AUGMENT_POLICIES = ("none", "basic", "randaugment")
+AUX_ROTATION = "rotation"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,27 @@ class TrialConfig:
     seed: int = 0
     split_seed: int = 0
     evaluate_test: bool = False
+    train_on_val: bool = False  # train on train + validation (final runs of the VTAB-1k protocol)
+    # regularisation and batch mixing, for every method (0 = off)
+    l1: float = 0.0
+    mixup: float = 0.0  # MixUp's Beta(alpha, alpha)
+    cutmix: float = 0.0  # CutMix's Beta(alpha, alpha)
+    # multibranch: the auxiliary task (a dataset spec, or rotation prediction on the target images) and its weight
+    aux_dataset: str = AUX_ROTATION
+    aux_weight: float = 0.5
+    # distill: the teacher (a backbone fine-tuned on the target first, or checkpoint:PATH of a teacher file)
+    teacher: str = "resnet20"
+    teacher_weights: str = "none"
+    teacher_epochs: int = 10
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.5
+    # feature_transfer: source stages feeding the target network (negative: counted from the end), its size
+    feature_layer: int = -1
+    target_depth: int = 2
+    target_width: int = 64
+    # l2sp: alpha * ||w - w0||^2 on the pretrained backbone, beta * ||w||^2 on the new head
+    l2sp_alpha: float = 0.1
+    l2sp_beta: float = 0.01
 
     def __post_init__(self) -> None:
         validate_ranges(self)
@@ -65,7 +87,16 @@ class TrialConfig:
         """Hash of the config without the test switch: the same run never needs to happen twice."""
         values = self.to_dict()
         values.pop("evaluate_test")
+        for name in ADDED_FIELDS:  # absent at their defaults, so hashes from before they existed still match
+            if values[name] == _DEFAULTS[name]:
+                values.pop(name)
         return config_hash(values)
+
+
+ADDED_FIELDS = ("train_on_val", "l1", "mixup", "cutmix", "aux_dataset", "aux_weight", "teacher", "teacher_weights",
+                "teacher_epochs", "kd_temperature", "kd_alpha", "feature_layer", "target_depth", "target_width",
+                "l2sp_alpha", "l2sp_beta")
+_DEFAULTS = {f.name: f.default for f in fields(TrialConfig)}
 
 
 def config_hash(values: dict[str, Any]) -> str:
@@ -127,6 +158,20 @@ def validate_ranges(c: TrialConfig) -> None:
     _check(c.seed >= 0, "seed", c.seed, "must be >= 0")
     _check(c.split_seed >= 0, "split_seed", c.split_seed, "must be >= 0")
     _check(bool(c.dataset), "dataset", c.dataset, "must not be empty")
+    for name in ("l1", "mixup", "cutmix", "aux_weight", "l2sp_alpha", "l2sp_beta"):
+        value = getattr(c, name)
+        _check(finite(value) and value >= 0, name, value, "must be >= 0")
+    _check(bool(c.aux_dataset), "aux_dataset", c.aux_dataset, f"give a dataset spec or {AUX_ROTATION}")
+    _check(bool(c.teacher), "teacher", c.teacher, "give a backbone name or checkpoint:PATH")
+    _check(c.teacher_weights in ("none", "imagenet") or c.teacher_weights.startswith("checkpoint:"),
+           "teacher_weights", c.teacher_weights, "choose from: none, imagenet, checkpoint:PATH")
+    _check(c.teacher_epochs >= 1, "teacher_epochs", c.teacher_epochs, "must be >= 1")
+    _check(finite(c.kd_temperature) and c.kd_temperature > 0, "kd_temperature", c.kd_temperature, "must be > 0")
+    _check(finite(c.kd_alpha) and 0 <= c.kd_alpha <= 1, "kd_alpha", c.kd_alpha, "must be in [0, 1]")
+    _check(c.feature_layer != 0, "feature_layer", c.feature_layer,
+           "must be a stage count >= 1, or negative to count from the last stage (-1 = all but the last)")
+    _check(c.target_depth >= 0, "target_depth", c.target_depth, "must be >= 0 (0 = a linear classifier)")
+    _check(c.target_width >= 1, "target_width", c.target_width, "must be >= 1")
 
 
 HYPERPARAMETERS = tuple(f.name for f in fields(TrialConfig))

@@ -49,11 +49,14 @@ class Resources:
 
 @dataclass
 class DatasetEntry:  # noqa: D101
-    """A target dataset, its few-shot size and search-space overrides for it alone."""
+    """A target dataset, its few-shot size and search-space overrides for it alone; `methods` and `backbones`,
+    when given, replace the suite's for this dataset (so one suite can hold several experiments)."""
 
     name: str
     samples_per_class: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    backbones: list[BackboneEntry] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -95,6 +98,10 @@ class SuiteSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def all_backbones(self) -> list[BackboneEntry]:
+        """The suite's backbones and those of its dataset entries."""
+        return self.backbones + [b for d in self.datasets for b in d.backbones]
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -121,7 +128,10 @@ class Cell:
     @property
     def cell_id(self) -> str:
         """Hash of everything that decides the cell's outcome: the same id never needs to run twice."""
-        return config_hash({**self.constants, "space": space_to_data(self.space),
+        weights = self.weights  # a checkpoint by file name (harness sources carry their hash in it), not by folder,
+        if weights.startswith("checkpoint:"):  # so that runs on machines with other paths merge
+            weights = "checkpoint:" + Path(weights[len("checkpoint:"):]).name
+        return config_hash({**self.constants, "weights": weights, "space": space_to_data(self.space),
                             "search": dataclasses.asdict(self.search), "resources": dataclasses.asdict(self.resources),
                             "final_seeds": self.final_seeds})
 
@@ -194,6 +204,16 @@ def load_suite(name_or_path: str) -> SuiteSpec:
     return suite_from_dict(data, str(path), default_name=path.stem)
 
 
+def _dataset_entries(items: Any, where: str) -> list[DatasetEntry]:
+    entries = _entries(DatasetEntry, items, where, "datasets")
+    for n, d in enumerate(entries):
+        if not isinstance(d.methods, list):
+            raise ConfigError(f"{where}: datasets[{n}]: key 'methods' must be a list")
+        d.methods = [str(m) for m in d.methods]
+        d.backbones = _entries(BackboneEntry, d.backbones, f"{where}: datasets[{n}]", "backbones")
+    return entries
+
+
 def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite") -> SuiteSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: must be a mapping")
@@ -204,7 +224,7 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
     suite = SuiteSpec(
         name=str(data.get("name", default_name)),
         description=str(data.get("description", "")),
-        datasets=_entries(DatasetEntry, data.get("datasets", []), where, "datasets"),
+        datasets=_dataset_entries(data.get("datasets", []), where),
         methods=[str(m) for m in data.get("methods", [])],
         backbones=_entries(BackboneEntry, data.get("backbones", []), where, "backbones"),
         sources={k: _build(SourceSpec, v, f"{where}: sources.{k}") for k, v in (data.get("sources") or {}).items()},
@@ -230,10 +250,10 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
             raise ConfigError(f"{where}: {e}") from None
         check(d.samples_per_class >= 0, f"samples_per_class={d.samples_per_class}: must be >= 0")
         parse_space(d.overrides, f"{where}: datasets {d.name} overrides")
-    for m in suite.methods:
+    for m in suite.methods + [m for d in suite.datasets for m in d.methods]:
         if m not in METHODS:
             raise ConfigError(f"{where}: {METHODS.unknown_message(m)}")
-    for b in suite.backbones:
+    for b in suite.all_backbones():
         if b.name not in BACKBONES:
             raise ConfigError(f"{where}: {BACKBONES.unknown_message(b.name)}")
         if b.weights.startswith("source:"):
@@ -243,7 +263,8 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         for name, reg in ((parse_spec(s.dataset)[0], DATASETS), (s.backbone, BACKBONES)):
             if name not in reg:
                 raise ConfigError(f"{where}: sources.{key}: {reg.unknown_message(name)}")
-    check(bool(suite.datasets and suite.methods and suite.backbones), "needs datasets, methods and backbones")
+    check(bool(suite.datasets) and all((d.methods or suite.methods) and (d.backbones or suite.backbones)
+                                       for d in suite.datasets), "needs datasets, methods and backbones")
     s, r = suite.search, suite.resources
     check(s.num_samples >= 1, f"search.num_samples={s.num_samples}: must be >= 1")
     check(s.algorithm in ALGORITHMS, f"search.algorithm='{s.algorithm}': choose from: {', '.join(ALGORITHMS)}")
@@ -268,18 +289,23 @@ def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
                             resources=dataclasses.replace(suite.resources), overrides=dict(suite.overrides))
     if flags.get("datasets"):
         known = {d.name: d for d in suite.datasets}
-        s.datasets = [DatasetEntry(d, flags.get("samples_per_class") or (known[d].samples_per_class if d in known
-                                                                          else 0),
-                                   known[d].overrides if d in known else {}) for d in flags["datasets"]]
+        s.datasets = [dataclasses.replace(known.get(d, DatasetEntry(d)),
+                                          samples_per_class=flags.get("samples_per_class") or
+                                          (known[d].samples_per_class if d in known else 0))
+                      for d in flags["datasets"]]
     elif flags.get("samples_per_class") is not None:
-        s.datasets = [DatasetEntry(d.name, flags["samples_per_class"], d.overrides) for d in s.datasets]
+        s.datasets = [dataclasses.replace(d, samples_per_class=flags["samples_per_class"]) for d in s.datasets]
     if flags.get("methods"):
         s.methods = list(flags["methods"])
+        s.datasets = [dataclasses.replace(d, methods=[]) for d in s.datasets]
     if flags.get("backbones"):
-        weights = {b.name: b.weights for b in suite.backbones}
+        weights = {b.name: b.weights for b in suite.all_backbones()}
         s.backbones = [BackboneEntry(b, flags.get("weights") or weights.get(b, "none")) for b in flags["backbones"]]
+        s.datasets = [dataclasses.replace(d, backbones=[]) for d in s.datasets]
     elif flags.get("weights"):
         s.backbones = [BackboneEntry(b.name, flags["weights"]) for b in s.backbones]
+        s.datasets = [dataclasses.replace(d, backbones=[BackboneEntry(b.name, flags["weights"]) for b in d.backbones])
+                      for d in s.datasets]
     for key in ("num_samples", "algorithm", "scheduler", "max_concurrent_trials", "metric"):
         if flags.get(key) is not None:
             setattr(s.search, key, flags[key])
@@ -300,14 +326,17 @@ def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> lis
     out = []
     overrides = parse_space(suite.overrides, "overrides")
     for d in suite.datasets:
-        for m in suite.methods:
+        for m in d.methods or suite.methods:
             method = METHODS.get(m)
-            for b in suite.backbones:
+            for b in d.backbones or suite.backbones:
                 weights = b.weights
                 if method.pretrained == "forbidden":
                     weights = "none"
                 elif weights.startswith("source:"):
                     weights = (source_weights or {}).get(weights[7:], weights)
+                elif method.pretrained == "required" and weights == "none":
+                    raise ConfigError(f"method '{m}' on backbone '{b.name}': needs pretrained weights; give the "
+                                      f"backbone weights (imagenet, checkpoint:PATH or source:KEY)")
                 num_stages = stage_count(b.name)
                 space = resolve_stages(method_space(m, d.name, {**overrides, **parse_space(d.overrides, d.name)}),
                                        num_stages,

@@ -30,7 +30,7 @@ def cell_id(dataset, spc, method):
     return f"{dataset}-{spc}-{method}".replace(":", "")
 
 
-def records_for(key, accs, shift=0.0):
+def records_for(key, accs, shift=0.0, metric=None):
     dataset, spc, method = key
     cid = cell_id(*key)
     fields = {"cell_id": cid, "dataset": dataset, "samples_per_class": spc, "method": method,
@@ -44,6 +44,7 @@ def records_for(key, accs, shift=0.0):
         out.append({"kind": "final", **fields, "seed": seed, "status": "ok",
                     "test": {"accuracy": acc + shift, "balanced_accuracy": acc, "macro_f1": acc - 0.01,
                              "roc_auc": 0.99, "nll": 0.3, "ece": 0.02},
+                    **({"data": {"metric": metric}} if metric else {}),
                     "cost": {"params_total": 78000, "params_trainable": 650 if method == "linear_probe" else 78000,
                              "train_seconds": 10.0 + seed, "train_images_per_s": 1000.0, "peak_memory_mb": 500.0 + seed}})
     out.append({"kind": "cell", **fields, "status": "ok", "trials": 3, "trials_completed": 2,
@@ -91,11 +92,26 @@ def test_exact_means_intervals_ranks_and_ties(run):
     }
 
 
+def test_the_headline_is_the_metric_the_dataset_literature_reports(tmp_path):
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    for method, accs in (("finetune", [0.90, 0.92, 0.94]), ("scratch", [0.95, 0.95, 0.96])):
+        recs = records_for(("pets", 0, method), accs, metric="balanced_accuracy")
+        for r in recs:  # mean per-class accuracy reverses the order that plain accuracy gives
+            if r["kind"] == "final":
+                r["test"]["balanced_accuracy"] = r["test"]["accuracy"] - (0.0 if method == "finetune" else 0.2)
+        store.append(recs)
+    df = lb.load([store.dir])
+    ft, sc = row(df, "pets", "finetune"), row(df, "pets", "scratch")
+    assert (ft.metric, ft.test_score, ft["rank"]) == ("balanced_accuracy", pytest.approx(0.92), 1)
+    assert sc.test_score == pytest.approx(0.7533333) and sc["rank"] == 2 and sc.test_accuracy > ft.test_accuracy
+
+
 def test_summary_matrix_averages_ranks_and_accuracy_across_datasets(run):
     m = lb.summary_matrix(lb.load([run]))
     assert list(m.index) == ["finetune/resnet8", "scratch/resnet8", "linear_probe/resnet8"]
     assert m.loc["finetune/resnet8", "avg_rank"] == 1.5 and m.loc["scratch/resnet8", "avg_rank"] == 2.0
-    assert m.loc["linear_probe/resnet8", "avg_accuracy"] == pytest.approx((0.90 + 0.55) / 2)
+    assert m.loc["linear_probe/resnet8", "avg_score"] == pytest.approx((0.90 + 0.55) / 2)
     assert m.loc["scratch/resnet8", "digits:5-9@10"] == pytest.approx(0.72)
 
 

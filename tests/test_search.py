@@ -49,8 +49,11 @@ def only_run_dir(root: Path) -> Path:
 
 def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_checkpoint, tmp_path, capsys):
     out = tmp_path / "results"
-    assert main(["run", "--suite", str(suite_file(tmp_path, source_checkpoint)), "--results-dir", str(out)]) == 0
+    shared = tmp_path / "shared"
+    assert main(["run", "--suite", str(suite_file(tmp_path, source_checkpoint)), "--results-dir", str(out),
+                 "--storage-path", str(shared)]) == 0
     run_dir = only_run_dir(out)
+    assert len(list(shared.glob("search-*"))) == 2 and len(list(shared.glob("final-*"))) == 2  # Tune's artefacts
     lines = (run_dir / "records.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line is strict JSON
     cells = [r for r in records if r["kind"] == "cell"]
@@ -68,7 +71,8 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
     assert (run_dir / "suite.yaml").is_file()
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["torch"] and env["ray"] == ray.__version__
-    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json"):
+    assert not (run_dir / "tune").exists()
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "report.html"):
         assert (run_dir / name).is_file()
     printed = capsys.readouterr().out
     assert printed.count("search ") >= 4 and "done: best val_accuracy" in printed and "about" in printed

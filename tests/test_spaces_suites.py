@@ -62,6 +62,20 @@ def test_cli_flags_override_a_suite():
     assert cs[0].weights == "checkpoint:/src.pt"
 
 
+def test_epochs_flag_beats_per_dataset_overrides():
+    cs = cells(apply_overrides(load_suite("quick"), epochs=2), {"digits0-4": "checkpoint:/src.pt"})
+    assert {c.space["epochs"] for c in cs} == {2} and {c.dataset.name for c in cs} == {"digits", "digits:5-9"}
+    assert all(c.space["batch_size"] == 16 for c in cs if c.dataset.name == "digits:5-9")
+
+
+def test_cell_identity_does_not_depend_on_where_the_source_checkpoint_lies():
+    here = cells(load_suite("quick"), {"digits0-4": "checkpoint:/a/results/sources/d-resnet8-abc.pt"})
+    there = cells(load_suite("quick"), {"digits0-4": "checkpoint:/b/sources/d-resnet8-abc.pt"})
+    other = cells(load_suite("quick"), {"digits0-4": "checkpoint:/a/results/sources/d-resnet8-def.pt"})
+    assert [c.cell_id for c in here] == [c.cell_id for c in there]
+    assert [c.cell_id for c in here if c.method != "scratch"] != [c.cell_id for c in other if c.method != "scratch"]
+
+
 @pytest.mark.parametrize("data,message", [
     ({"datasets": ["digits"], "methods": ["finetune"], "backbones": ["resnet8"], "budget": 3}, "unknown key 'budget'"),
     ({"datasets": ["digits"], "methods": ["finetun"], "backbones": ["resnet8"]}, "unknown method 'finetun'"),

@@ -1,0 +1,196 @@
+"""Distillation from a large network into a small one (Hinton et al., 2015).
+
+The teacher is either a larger backbone fine-tuned on the target first (`teacher: resnet20`, starting from
+`teacher_weights`, for `teacher_epochs` epochs with the fixed recipe of `teacher_config`) or a given teacher
+file (`teacher: checkpoint:PATH`). A fine-tuned teacher is written as a teacher file under the teachers folder
+(harness.dataroot.teachers_dir), named by its configuration's hash and guarded by a file lock, so every trial
+of a search and every final run with the same data reuses it. The student (`backbone`, `weights`) minimises
+kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * cross-entropy, with T = kd_temperature.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness.backbones import (BACKBONES, Classifier, LoadedWeights, Preprocessing, build_backbone, count_parameters,
+                               load_state_checked, save_atomic)
+from harness.dataroot import teachers_dir
+from harness.errors import ConfigError
+from harness.losses import MethodContext, Objective
+from harness.spec import TrialConfig
+
+TEACHER_FORMAT = "harness-teacher/1"
+CHECKPOINT = "checkpoint:"
+
+
+def check(config: TrialConfig) -> None:
+    """Fail fast on an unknown teacher backbone or a missing teacher file."""
+    if config.teacher.startswith(CHECKPOINT):
+        if not Path(config.teacher[len(CHECKPOINT):]).expanduser().is_file():
+            raise ConfigError(f"teacher='{config.teacher}': no such file")
+    elif config.teacher not in BACKBONES:
+        raise ConfigError(f"teacher='{config.teacher}': give a backbone or checkpoint:PATH; "
+                          f"{BACKBONES.unknown_message(config.teacher)}")
+
+
+def teacher_config(config: TrialConfig) -> TrialConfig:
+    """How a teacher backbone is fine-tuned on the student's training data: full fine-tuning with crop + flip,
+    SGD at lr 0.05 from random initialisation or 0.01 from pretrained weights, batches of 64. Nothing the
+    student's search varies enters it, so one teacher serves every trial."""
+    return TrialConfig(dataset=config.dataset, backbone=config.teacher, weights=config.teacher_weights,
+                       method="finetune", epochs=config.teacher_epochs,
+                       lr=0.05 if config.teacher_weights == "none" else 0.01, batch_size=64, augment="basic",
+                       samples_per_class=config.samples_per_class, seed=config.seed, split_seed=config.split_seed,
+                       image_size=config.image_size, train_on_val=config.train_on_val)
+
+
+def teacher_path(tc: TrialConfig) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", tc.dataset).strip("_")
+    return teachers_dir() / f"{slug}-{tc.backbone}-{tc.identity()}.pt"
+
+
+def ensure_teacher(config: TrialConfig, log: Callable[[str], None] | None = None) -> Path:
+    """The teacher file of a distill run: the given one, or the cached fine-tuned teacher (trained now if
+    missing, by one process while concurrent trials wait for it)."""
+    from filelock import FileLock
+
+    if config.teacher.startswith(CHECKPOINT):
+        return Path(config.teacher[len(CHECKPOINT):]).expanduser()
+    tc = teacher_config(config)
+    path = teacher_path(tc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.is_file():
+            if log:
+                log(f"teacher {tc.backbone}: fine-tuning on {tc.dataset} for {tc.epochs} epochs -> {path}")
+            train_teacher(tc, path, log)
+    return path
+
+
+def train_teacher(tc: TrialConfig, path: Path, log: Callable[[str], None] | None = None) -> None:
+    """Fine-tune a teacher on the target and write it as a teacher file."""
+    from harness.engine import fit  # the engine runs this module's objective, so it is imported when used
+
+    result = fit(tc, log=log)
+    if result.summary["status"] != "ok":
+        raise ConfigError(f"teacher='{tc.backbone}': its fine-tuning on {tc.dataset} diverged at lr={tc.lr}; "
+                          f"give teacher_weights or a teacher file (teacher=checkpoint:PATH)")
+    info = result.summary["model"]
+    save_atomic({
+        "format": TEACHER_FORMAT, "backbone": tc.backbone, "num_classes": result.summary["data"]["num_classes"],
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "meta": {"image_size": info["input_size"], "mean": info["mean"], "std": info["std"], "config": tc.to_dict(),
+                 "val_accuracy": result.summary["val"]["accuracy"],
+                 "train_seconds": result.summary["cost"]["wall_seconds"], "created": time.time()},
+    }, path)
+
+
+def write_teacher(model: Classifier, backbone: str, prep: Preprocessing, path: Path, **meta: Any) -> None:
+    """Write any trained Classifier as a teacher file (for `teacher: checkpoint:PATH`)."""
+    save_atomic({"format": TEACHER_FORMAT, "backbone": backbone, "num_classes": model.head[-1].out_features,
+                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "meta": {"image_size": prep.image_size, "mean": list(prep.mean), "std": list(prep.std), **meta}},
+                path)
+
+
+def load_teacher(path: Path, num_classes: int) -> tuple[Classifier, Preprocessing, dict[str, Any]]:
+    """A teacher file as (network in eval mode, its input preprocessing, its metadata)."""
+    where = f"teacher='checkpoint:{path}'"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ConfigError(f"{where}: not a readable teacher file ({type(e).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != TEACHER_FORMAT:
+        raise ConfigError(f"{where}: not a teacher file (expected format {TEACHER_FORMAT})")
+    if blob["num_classes"] != num_classes:
+        raise ConfigError(f"{where}: the teacher predicts {blob['num_classes']} classes, the target has {num_classes}")
+    with torch.random.fork_rng(devices=[]):  # building the teacher leaves the student's random stream alone
+        model = Classifier(build_backbone(blob["backbone"], LoadedWeights("none")), num_classes)
+    load_state_checked(model, blob["state_dict"], where)
+    meta = blob["meta"]
+    prep = Preprocessing(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]), f"teacher:{path.name}")
+    return model.eval().requires_grad_(False), prep, {**meta, "backbone": blob["backbone"]}
+
+
+class AdaptedTeacher(nn.Module):
+    """The teacher fed the student's normalised batch, re-normalised and resized to the teacher's inputs."""
+
+    def __init__(self, teacher: nn.Module, student: Preprocessing, own: Preprocessing) -> None:
+        super().__init__()
+        s_mean, s_std = torch.tensor(student.mean), torch.tensor(student.std)
+        t_mean, t_std = torch.tensor(own.mean), torch.tensor(own.std)
+        self.register_buffer("scale", (s_std / t_std).view(1, -1, 1, 1))
+        self.register_buffer("shift", ((s_mean - t_mean) / t_std).view(1, -1, 1, 1))
+        self.renormalise = not (torch.equal(s_mean, t_mean) and torch.equal(s_std, t_std))
+        self.teacher, self.size = teacher, own.image_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.renormalise:
+            x = x * self.scale + self.shift
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.teacher(x)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+
+
+class DistillObjective(Objective):
+    """kd_alpha * distillation loss + (1 - kd_alpha) * cross-entropy; the teacher sees the same (mixed) batch."""
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.path: Path = ctx.prepared
+        teacher, prep, self.meta = load_teacher(self.path, ctx.bundle.num_classes)
+        if ctx.transform is not None and ctx.transform.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        self.teacher = AdaptedTeacher(teacher, ctx.prep, prep).to(ctx.device).eval()
+        self.alpha, self.temperature = ctx.config.kd_alpha, ctx.config.kd_temperature
+
+    def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = self.mixed(x, y)
+        student = net(x)
+        if self.alpha == 0:
+            return self.criterion(student, y)
+        with torch.no_grad():
+            teacher = self.teacher(x)
+        kd = kd_loss(student, teacher, self.temperature)
+        if self.alpha == 1:
+            return kd
+        return self.alpha * kd + (1 - self.alpha) * self.criterion(student, y)
+
+    def extras(self, status: str) -> dict[str, dict[str, Any]]:
+        """Teacher and student: parameters, accuracy, agreement on the validation split, inference speed."""
+        ctx, val = self.ctx, self.ctx.bundle.val
+        t0 = time.perf_counter()
+        student = ctx.predict(ctx.model, val, ctx.transform)
+        t1 = time.perf_counter()
+        teacher = ctx.predict(self.teacher, val, ctx.transform)
+        t2 = time.perf_counter()
+        accuracy = lambda logits, labels: float((logits.argmax(1) == labels).float().mean())  # noqa: E731
+        facts = {"backbone": self.meta["backbone"], "file": str(self.path),
+                 "params_total": count_parameters(self.teacher)[0],
+                 "val_accuracy": accuracy(teacher, val.labels),
+                 "val_agreement": accuracy(student, teacher.argmax(1)),
+                 "kd_alpha": self.alpha, "kd_temperature": self.temperature}
+        if "config" in self.meta:
+            facts.update(weights=self.meta["config"]["weights"], epochs=self.meta["config"]["epochs"])
+        if ctx.config.evaluate_test:
+            facts["test_accuracy"] = accuracy(ctx.predict(self.teacher, ctx.bundle.test, ctx.transform),
+                                              ctx.bundle.test.labels)
+        cost = {"teacher_params_total": facts["params_total"],
+                "student_inference_images_per_s": len(val) / max(t1 - t0, 1e-9),
+                "teacher_inference_images_per_s": len(val) / max(t2 - t1, 1e-9),
+                "teacher_train_seconds": self.meta.get("train_seconds")}
+        return {"model": {"teacher": facts}, "cost": cost}

@@ -1,0 +1,81 @@
+"""Search spaces, suites and the CLI for the methods of issue 6: every new knob is searchable in YAML, a knob
+of another method is refused, the methods suite resolves and dry-runs, and `harness list` shows the methods."""
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.spaces import Dist, method_space, resolve_stages
+from harness.suite import cells, load_suite
+
+NEW_METHODS = {"multibranch": ("aux_dataset", "aux_weight"),
+               "distill": ("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
+               "feature_transfer": ("feature_layer", "target_depth", "target_width"),
+               "l2sp": ("l2sp_alpha", "l2sp_beta")}
+
+
+@pytest.mark.parametrize("method,knobs", NEW_METHODS.items())
+def test_each_new_method_has_a_search_space_over_its_own_knobs(method, knobs):
+    space = resolve_stages(method_space(method, "digits"), 4, method)
+    assert set(knobs) <= set(space) and "lr" in space
+    searched = [k for k in knobs if isinstance(space[k], Dist)]
+    assert searched, f"{method} searches none of its own knobs"
+
+
+def test_feature_layer_counts_from_the_end_of_the_network_the_trial_builds(tmp_path):
+    space = method_space("feature_transfer", "digits")
+    assert resolve_stages(space, 4, "x")["feature_layer"] == Dist("int", (-2, -1))  # kept: the source decides
+    (tmp_path / "feature_transfer.yaml").write_text("feature_layer: {int: [1, -1]}\n")
+    with pytest.raises(ConfigError, match=r"^x: key 'feature_layer' \{'int': \[1, -1\]\}: give whole stage counts"):
+        resolve_stages(method_space("feature_transfer", "digits", folder=tmp_path), 4, "x")
+
+
+def test_a_knob_of_another_method_is_refused_in_a_method_file(tmp_path):
+    path = tmp_path / "finetune.yaml"
+    path.write_text("kd_alpha: {uniform: [0.1, 0.9]}\n")
+    with pytest.raises(ConfigError, match=f"{path}: key 'kd_alpha' is not used by method 'finetune'"):
+        method_space("finetune", "digits", folder=tmp_path)
+
+
+def test_every_method_may_search_augment_mixing_and_l1(tmp_path):
+    (tmp_path / "l2sp.yaml").write_text("augment: {choice: [none, basic, randaugment]}\nl1: {choice: [0.0, 1.0e-5]}\n"
+                                        "mixup: {choice: [0.0, 0.2]}\ncutmix: {uniform: [0.0, 1.0]}\n")
+    space = method_space("l2sp", "digits", folder=tmp_path)
+    assert space["augment"] == Dist("choice", ("none", "basic", "randaugment"))
+    assert space["l1"] == Dist("choice", (0.0, 1e-5)) and space["cutmix"] == Dist("uniform", (0.0, 1.0))
+
+
+def test_methods_suite_cells_and_ray_tune_spaces():
+    from harness.search import search_parts
+
+    cs = cells(load_suite("methods"), {"digits0-4": "checkpoint:/src.pt"})
+    assert sorted((c.dataset.name, c.method) for c in cs) == sorted(
+        [("digits", m) for m in NEW_METHODS] + [("digits:5-9", m) for m in ("multibranch", "feature_transfer", "l2sp")])
+    for c in cs:
+        assert c.weights == "checkpoint:/src.pt"
+        space, _, _ = search_parts(c)
+        assert set(NEW_METHODS[c.method]) <= set(space)
+        assert ("aux_dataset" in c.space) == (c.method == "multibranch")  # a dataset's override reaches its user only
+    assert {c.space["aux_dataset"] for c in cs if c.method == "multibranch"} == {"digits:0-4"}
+
+
+def test_method_needing_pretrained_weights_is_refused_before_running():
+    from harness.suite import apply_overrides
+
+    with pytest.raises(ConfigError, match="method 'l2sp' on backbone 'resnet8': needs pretrained weights"):
+        cells(apply_overrides(load_suite("methods"), weights="none"))
+
+
+@pytest.mark.parametrize("suite,count", [("quick", 8), ("methods", 7)])
+def test_dry_run(suite, count, capsys):
+    assert main(["run", "--suite", suite, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"suite {suite}: {count} cells" in out
+
+
+def test_list_shows_the_new_methods_and_their_knobs(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for method, knobs in NEW_METHODS.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(method + " "))
+        assert f"[searches: {', '.join(knobs)}]" in line
