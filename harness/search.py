@@ -235,6 +235,7 @@ def _make_tuner(name: str, param_space: dict[str, Any], cell: Cell, storage: str
                        if resources.workers_per_trial <= 1 else {"cpu": 0.01})
     trainable = tune.with_resources(tune_trial, trial_resources)
     path = _experiment_path(storage, name)
+    # reuse_actors: a fresh process per trial re-imports torch (4 one-epoch trials: 28.6 s -> 8.4 s)
     if tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   param_space=param_space)
@@ -243,7 +244,7 @@ def _make_tuner(name: str, param_space: dict[str, Any], cell: Cell, storage: str
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=cell.search.metric, mode=cell.search.mode, num_samples=num_samples,
                                     scheduler=scheduler, search_alg=search_alg,
-                                    max_concurrent_trials=concurrency),
+                                    max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
                                   callbacks=[_progress_callback(progress, cell.search.metric)],
                                   failure_config=tune.FailureConfig(max_failures=0)),

@@ -180,7 +180,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_report_renders_in_headless_chromium(run, tmp_path):
     path = tmp_path / "report.html"
     lb.write(lb.load([run]), "html", path, lb.load_records([run]))
-    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
                           "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
     dom = out.stdout
     assert dom.count("<table") == 3 and dom.count("<img") == 4, out.stderr[-2000:]
