@@ -298,8 +298,8 @@ def read_checkpoint(path: str, backbone: str | None = None) -> LoadedWeights:
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ConfigError(f"weights='checkpoint:{path}': not a readable checkpoint "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        raise ConfigError(f"weights='checkpoint:{path}': not a readable checkpoint ({type(e).__name__}); "
+                          f"write one with `harness pretrain`") from None
     if not isinstance(blob, dict) or blob.get("format") != SOURCE_FORMAT:
         raise ConfigError(f"weights='checkpoint:{path}': not a harness source checkpoint "
                           f"(expected format {SOURCE_FORMAT}; write one with `harness pretrain`)")
