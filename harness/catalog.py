@@ -223,6 +223,15 @@ def _same_classes(name: str, parts: dict[str, Any]) -> list[str]:
     return first
 
 
+def _official_splits(name: str, dataset: type, base: Path, splits: tuple[str, ...], size: int,
+                     labels: Callable[[Any], Any] = lambda d: d._labels,
+                     **kw: Any) -> tuple[dict[str, FileSplit], list[str]]:
+    """Each official split of a torchvision dataset as a FileSplit, and the class names they share."""
+    parts = {s: _open(name, dataset, base, split=s, **kw) for s in splits}
+    classes = _same_classes(name, parts)
+    return {s: FileSplit.of(d, labels(d), size) for s, d in parts.items()}, classes
+
+
 # ---------------------------------------------------------------- in-memory datasets
 
 MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -337,9 +346,7 @@ def oxford_pets(root: str, split_seed: int = 0, val: float = 0.1, protocol: str 
     """Oxford-IIIT Pets breeds: 3,680 trainval / 3,669 test photos, 37 classes (from disk)."""
     _check_size("oxford_pets", size)
     base = require("oxford_pets", root)
-    parts = {s: _open("oxford_pets", tvd.OxfordIIITPet, base, split=s) for s in ("trainval", "test")}
-    classes = _same_classes("oxford_pets", parts)
-    files = {s: FileSplit.of(d, d._labels, size) for s, d in parts.items()}
+    files, classes = _official_splits("oxford_pets", tvd.OxfordIIITPet, base, ("trainval", "test"), size)
     return make_bundle("oxford_pets", files["trainval"], files["test"], classes, split_seed, protocol, val,
                        description="Oxford-IIIT Pets photos")
 
@@ -351,9 +358,7 @@ def dtd(root: str, split_seed: int = 0, protocol: str = "standard", partition: i
     _check_size("dtd", size)
     _option("dtd", "partition", partition, 1 <= partition <= 10, "must be in 1-10")
     base = require("dtd", root)
-    parts = {s: _open("dtd", tvd.DTD, base, split=s, partition=partition) for s in ("train", "val", "test")}
-    classes = _same_classes("dtd", parts)
-    files = {s: FileSplit.of(d, d._labels, size) for s, d in parts.items()}
+    files, classes = _official_splits("dtd", tvd.DTD, base, ("train", "val", "test"), size, partition=partition)
     return make_bundle("dtd", files["train"], files["test"], classes, split_seed, protocol,
                        official_val=files["val"], description=f"DTD textures, partition {partition}")
 
@@ -381,9 +386,7 @@ def food101(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "s
     """Food-101 dishes: 75,750 train / 25,250 test photos, 101 classes (from disk)."""
     _check_size("food101", size)
     base = require("food101", root)
-    parts = {s: _open("food101", tvd.Food101, base, split=s) for s in ("train", "test")}
-    classes = _same_classes("food101", parts)
-    files = {s: FileSplit.of(d, d._labels, size) for s, d in parts.items()}
+    files, classes = _official_splits("food101", tvd.Food101, base, ("train", "test"), size)
     return make_bundle("food101", files["train"], files["test"], classes, split_seed, protocol, val,
                        description="Food-101 photos")
 
@@ -437,9 +440,8 @@ def stanford_cars(root: str, split_seed: int = 0, val: float = 0.1, protocol: st
     """Stanford Cars: 8,144 train / 8,041 test photos, 196 make-model-year classes (from disk)."""
     _check_size("stanford_cars", size)
     base = require("stanford_cars", root)
-    parts = {s: _open("stanford_cars", tvd.StanfordCars, base, split=s) for s in ("train", "test")}
-    classes = _same_classes("stanford_cars", parts)
-    files = {s: FileSplit.of(d, [label for _, label in d._samples], size) for s, d in parts.items()}
+    files, classes = _official_splits("stanford_cars", tvd.StanfordCars, base, ("train", "test"), size,
+                                      labels=lambda d: [label for _, label in d._samples])
     return make_bundle("stanford_cars", files["train"], files["test"], classes, split_seed, protocol, val,
                        description="Stanford Cars photos")
 

@@ -51,11 +51,10 @@ def trial_values(args: argparse.Namespace) -> dict[str, object]:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.engine import train_loop
-    from harness.jsonio import dumps
-
     from harness.catalog import prepare_data
     from harness.dataroot import use_data_root
+    from harness.engine import train_loop
+    from harness.jsonio import dumps
 
     config = TrialConfig.from_dict({**trial_values(args), "evaluate_test": args.evaluate_test})
     use_data_root(args.data_root)
@@ -71,11 +70,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command("pretrain")
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from harness.jsonio import dumps
-    from harness.sources import pretrain, source_config
-
     from harness.catalog import prepare_data
     from harness.dataroot import use_data_root
+    from harness.jsonio import dumps
+    from harness.sources import pretrain, source_config
 
     values = {"epochs": 15, "augment": "basic", **trial_values(args)}
     config = source_config(**values)
@@ -144,15 +142,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.dataroot import use_data_root
 
     use_data_root(args.data_root)
-    suite, _ = runner.resolve(args)
+    resolved = runner.resolve(args)
+    suite = resolved[0]
     specs = [d.name for d in suite.datasets] + [s.dataset for s in suite.sources.values()]
     if args.dry_run:
-        code = runner.run(args)
+        code = runner.run(args, resolved)
         for line in data_status(specs):
             print(line)
         return code
     prepare_data(specs, download=args.download)  # a missing dataset stops the run before Ray starts
-    return runner.run(args)
+    return runner.run(args, resolved)
 
 
 @command("leaderboard")

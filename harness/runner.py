@@ -55,8 +55,9 @@ def dry_run(suite: SuiteSpec) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    suite, store = resolve(args)
+def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | None = None) -> int:
+    """Run the suite of `args` (or the one `resolve(args)` already returned)."""
+    suite, store = resolved or resolve(args)
     if args.dry_run:
         return dry_run(suite)
     from harness import search
