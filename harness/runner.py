@@ -1,17 +1,24 @@
-"""`harness run`: resolve the suite, start or join Ray, pretrain sources, run the cells, write the leaderboard."""
+"""`harness run`: resolve the suite, start or join Ray, pretrain sources, run the cells, write the leaderboard.
+
+A run has two phases: every cell's search (one Tuner each, validation only), then the final runs of all
+cells together (harness/finals.py). A cell's record is written once its finals are in.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
 from harness.errors import ConfigError
+from harness.progress import Progress
 from harness.results import RunStore
-from harness.suite import SuiteSpec, apply_overrides, cells, load_suite, suite_from_dict
+from harness.suite import Cell, SuiteSpec, apply_overrides, cells, load_suite, suite_from_dict
 
 RESOLVED_SUITE = "suite.yaml"
 
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
     try:
         t0 = time.time()
         sources_dir = str(Path(args.results_dir) / "sources")
-        resolved = search.prepare_sources(suite, sources_dir, print)
+        resolved = prepare_sources(suite, sources_dir, print)
         cs = cells(suite, resolved)
         for c in cs:  # refuse what cannot fit or cannot be searched before anything starts
             search.max_concurrency(c.resources, c.search.max_concurrent_trials)
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
         store.write_json("environment.json", {**environment(), "address": args.address or "local",
                                               "storage_path": args.storage_path})
         print(f"run folder: {store.dir}")
-        search.run_suite(cs, store, args.storage_path, args.verbose)
+        run_suite(cs, store, args.storage_path, args.verbose)
         print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
         from harness.leaderboard import write_run_outputs
 
@@ -94,3 +101,68 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
 def _with_sources(suite: SuiteSpec, resolved: dict[str, str]) -> dict[str, object]:
     """The suite as run: sources stay named (so a resume reuses the same cached checkpoints)."""
     return dataclasses.asdict(suite)
+
+
+def prepare_sources(suite: SuiteSpec, out_dir: str, log: Callable[[str], None]) -> dict[str, str]:
+    """Pretrain (or reuse) every source network the suite's backbones name; `source:KEY` -> `checkpoint:PATH`."""
+    from harness.sources import pretrain, source_config
+
+    used = {b.weights[7:] for b in suite.all_backbones() if b.weights.startswith("source:")}
+    resolved = {}
+    for key in sorted(used):
+        s = suite.sources[key]
+        config = source_config(s.dataset, s.backbone, s.epochs, s.lr, s.batch_size, s.augment, s.seed)
+        t0 = time.time()
+        path, reused = pretrain(config, out_dir=out_dir)
+        log(f"source '{key}': {'reused' if reused else 'pretrained'} {path} ({time.time() - t0:.1f}s)")
+        resolved[key] = f"checkpoint:{path.resolve()}"
+    return resolved
+
+
+def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,
+              progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Search every cell not finished in `store` (recognised by its hash), then run all their finals together."""
+    from harness.finals import pending_jobs, run_finals
+    from harness.metrics import mean_confidence_interval
+    from harness.search import best_trial, cell_record, describe, search_cell, storage_path
+
+    progress = progress or Progress()
+    where = storage_path(store, storage)
+    done = {r["cell_id"]: r for r in store.records("cell")}
+    progress.total_cells = len(cs)
+    progress.total_trials = sum(c.num_trials + c.final_seeds for c in cs if c.cell_id not in done)
+    records: dict[str, dict[str, Any]] = {}
+    searched = []
+    for i, cell in enumerate(cs, 1):
+        progress.cell_index, progress.cell_label = i, cell.label
+        if cell.cell_id in done:
+            progress.say(f"{progress.prefix()}  already finished in {store.dir}; skipped")
+            records[cell.cell_id] = done[cell.cell_id]
+            continue
+        trials = search_cell(cell, store, where, progress, verbose)
+        best = best_trial(trials, cell.search.mode)
+        if best is None:
+            records[cell.cell_id] = record = cell_record(cell, trials, None, [])
+            store.append([record])
+            progress.say(f"{progress.prefix()}  NO WINNER: {record['reason']}")
+            continue
+        progress.say(f"{progress.prefix()}  search done: best {cell.search.metric} {best['value']:.4f} "
+                     f"({describe(best['config'], cell)})")
+        searched.append((i, cell, trials, best))
+
+    jobs = [job for _, cell, _, best in searched for job in pending_jobs(cell, best, store)]
+    finals = run_finals(jobs, store, where, progress, verbose) if jobs else {}
+    for i, cell, trials, best in searched:
+        runs = finals.get(cell.cell_id) or [r for r in store.records("final") if r["cell_id"] == cell.cell_id]
+        records[cell.cell_id] = record = cell_record(cell, trials, best, runs)
+        store.append([record])
+        tests = [f["test"]["accuracy"] for f in runs if f.get("test")]
+        mean, half = mean_confidence_interval(tests)
+        ci = "" if math.isnan(half) else f" ± {half:.4f}"
+        counts = {s: sum(t["status"] == s for t in trials) for s in ("stopped_early", "error", "diverged")}
+        progress.cell_index, progress.cell_label = i, cell.label
+        progress.say(f"{progress.prefix()}  done: best {cell.search.metric} {best['value']:.4f} "
+                     f"({describe(best['config'], cell)}); {len(trials)} trials ({counts['stopped_early']} stopped "
+                     f"early, {counts['error']} errored, {counts['diverged']} diverged); test accuracy "
+                     f"{mean:.4f}{ci} over {len(tests)} seeds")
+    return [records[c.cell_id] for c in cs]

@@ -53,7 +53,8 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
     assert main(["run", "--suite", str(suite_file(tmp_path, source_checkpoint)), "--results-dir", str(out),
                  "--storage-path", str(shared)]) == 0
     run_dir = only_run_dir(out)
-    assert len(list(shared.glob("search-*"))) == 2 and len(list(shared.glob("final-*"))) == 2  # Tune's artefacts
+    # Tune's artefacts: one search per cell, then the finals of both cells in one Tuner
+    assert len(list(shared.glob("search-*"))) == 2 and len(list(shared.glob("final-*"))) == 1
     lines = (run_dir / "records.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line is strict JSON
     cells = [r for r in records if r["kind"] == "cell"]
@@ -118,7 +119,7 @@ def test_two_worker_ray_train_trial(ray_local, source_checkpoint, tmp_path):
     assert final["status"] == "ok" and final["cost"]["workers"] == 2 and final["test"]["accuracy"] > 0.3
 
 
-def test_resume_after_a_killed_run_does_not_redo_finished_cells(ray_local, source_checkpoint, tmp_path):
+def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source_checkpoint, tmp_path):
     path = suite_file(tmp_path, source_checkpoint, search={"num_samples": 2, "max_concurrent_trials": 1},
                       overrides={"epochs": 3})
     out = tmp_path / "r"
@@ -131,22 +132,29 @@ def test_resume_after_a_killed_run_does_not_redo_finished_cells(ray_local, sourc
         dirs = [d for d in out.glob("tiny-*")] if out.exists() else []
         if dirs and (dirs[0] / "records.jsonl").exists():
             run_dir = dirs[0]
-            if any(r["kind"] == "cell" for r in read_records(run_dir / "records.jsonl")):
+            if any(r["kind"] == "trial" for r in read_records(run_dir / "records.jsonl")):
                 break
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert run_dir is not None, "the run never finished its first cell"
+    assert run_dir is not None, "the run never finished its first cell's search"
     before = read_records(run_dir / "records.jsonl")
-    first = next(r for r in before if r["kind"] == "cell")
-    assert not any(r["kind"] == "cell" and r["method"] == "linear_probe" for r in before)
+    searched = {r["cell_id"] for r in before if r["kind"] == "trial"}
+    first_trials = sorted(r["trial_id"] for r in before if r["kind"] == "trial")
+    assert len(searched) == 1 and not any(r["kind"] in ("final", "cell") for r in before)
 
     assert main(["run", "--resume", str(run_dir)]) == 0
     after = read_records(run_dir / "records.jsonl")
     cells = [r for r in after if r["kind"] == "cell"]
-    assert [c["method"] for c in cells] == ["scratch", "linear_probe"]
-    assert sum(1 for r in after if r["kind"] == "trial" and r["cell_id"] == first["cell_id"]) == 2
-    assert sum(1 for r in after if r["kind"] == "final") == 4
+    assert [c["method"] for c in cells] == ["scratch", "linear_probe"] and all(c["status"] == "ok" for c in cells)
+    # the searched cell kept its trials (not searched again); the other was searched once; 2 finals each
+    assert sorted(r["trial_id"] for r in after if r["kind"] == "trial" and r["cell_id"] in searched) == first_trials
+    assert sum(1 for r in after if r["kind"] == "trial") == 4
+    assert sorted((r["method"], r["seed"]) for r in after if r["kind"] == "final") == [
+        ("linear_probe", 0), ("linear_probe", 1), ("scratch", 0), ("scratch", 1)]
+
+    assert main(["run", "--resume", str(run_dir)]) == 0  # a finished run: nothing is run again
+    assert read_records(run_dir / "records.jsonl") == after
 
 
 def test_unreachable_address_fails_fast(tmp_path, capsys):
