@@ -189,6 +189,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", help="trial scheduler: asha, fifo")
     p.add_argument("--metric", help="validation metric to select on (default val_accuracy)")
     p.add_argument("--max-concurrent-trials", type=int, help="trials at once per cell (0: as many as fit)")
+    p.add_argument("--max-concurrent-cells", type=int, help="cells searching at once, one Tuner each (default 2)")
     p.add_argument("--epochs", type=int, help="fix the number of epochs in every search space")
     p.add_argument("--final-seeds", type=int, help="seeds of the final runs of each cell's best configuration")
     p.add_argument("--cpus-per-trial", type=float)

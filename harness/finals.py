@@ -1,19 +1,21 @@
 """Final runs: each cell's best configuration re-run with `final_seeds` seeds, each scored once on the test split.
 
-The finals of all cells run together, one Tuner per resource shape, longest first: the seeds of every cell
-fill the cluster at once, and trial processes start (and import torch) once rather than once per cell.
+The finals of all cells run together, one Tuner per resource shape, longest first, as many at once as the
+cluster fits (max_concurrent_trials is a search setting; final runs are independent): the seeds of every cell
+fill the cluster, and trial processes start (and import torch) once rather than once per cell.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import astuple, dataclass
-from typing import Any
+from typing import Any, Callable
 
 from harness.catalog import final_trains_on_val
-from harness.progress import Progress, progress_callback
+from harness.progress import Progress
 from harness.results import RunStore
-from harness.search import cell_fields, make_tuner, max_concurrency, runner_fields, trial_status
+from harness.search import cell_fields, make_tuner, max_concurrency, runner_fields, trial_callback, trial_status
 from harness.suite import Cell
 from harness.trial import JOB_KEY, RUNNER_KEY
 
@@ -53,10 +55,16 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
     groups: dict[tuple, list[FinalJob]] = {}
     for job in jobs:
         c = job.cell
-        groups.setdefault((astuple(c.resources), c.search.max_concurrent_trials, c.search.metric), []).append(job)
-    progress.phase, progress.phase_total, progress.phase_done = "final", len(jobs), 0
+        groups.setdefault((astuple(c.resources), c.search.metric), []).append(job)
+    labels = {job.cell.cell_id: job.cell.label for job in jobs}
+    counter = itertools.count(1)
+
+    def report(job: dict[str, Any], status: str, value: float | None, seconds: float, metric: str) -> None:
+        progress.trial_done(f"[final] {labels.get(job.get('_cell'), '?')} seed {job.get('seed')}",
+                            f"final {next(counter)}/{len(jobs)}", status, metric, value, seconds)
+
     for group in groups.values():
-        store.append(_run_group(group, store, storage, progress, verbose))
+        store.append(_run_group(group, storage, report, verbose))
     cell_ids = {job.cell.cell_id for job in jobs}
     out: dict[str, list[dict[str, Any]]] = {cid: [] for cid in cell_ids}
     for record in store.records("final"):
@@ -65,25 +73,19 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
     return {cid: sorted(rs, key=lambda r: r["seed"]) for cid, rs in out.items()}
 
 
-def _run_group(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool) -> list[dict[str, Any]]:
+def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool
+               ) -> list[dict[str, Any]]:
     from ray import tune
 
     first = jobs[0].cell
     queue = sorted(jobs, key=lambda j: (-j.expected_seconds, j.key))
     by_key = {job.key: job for job in queue}
-    labels = {job.cell.cell_id: job.cell.label for job in queue}
     name = "final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12]
     space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
-
-    def label(config: dict[str, Any]) -> str:
-        job = config.get(JOB_KEY, {})
-        return f"[final] {labels.get(job.get('_cell'), '?')} seed {job.get('seed')}"
-
     metric = first.search.metric
-    grid = make_tuner(name, space, first.resources, metric, first.search.mode, storage,
-                      progress_callback(progress, metric, label), verbose,
-                      max_concurrency(first.resources, first.search.max_concurrent_trials)).fit()
+    callback = trial_callback(name, lambda config, *rest: report(config.get(JOB_KEY, {}), *rest, metric), metric)
+    grid = make_tuner(name, space, first.resources, metric, first.search.mode, storage, callback, verbose,
+                      max_concurrency(first.resources, 0)).fit()
     records = []
     for result in grid:
         job = by_key[f"{result.config[JOB_KEY]['_cell']}:{result.config[JOB_KEY]['seed']}"]

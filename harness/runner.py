@@ -25,8 +25,8 @@ RESOLVED_SUITE = "suite.yaml"
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
     keys = ("datasets", "methods", "backbones", "weights", "samples_per_class", "num_samples", "algorithm",
-            "scheduler", "metric", "max_concurrent_trials", "epochs", "final_seeds", "cpus_per_trial",
-            "gpus_per_trial", "workers_per_trial")
+            "scheduler", "metric", "max_concurrent_trials", "max_concurrent_cells", "epochs", "final_seeds",
+            "cpus_per_trial", "gpus_per_trial", "workers_per_trial")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -123,46 +123,64 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
               progress: Progress | None = None) -> list[dict[str, Any]]:
     """Search every cell not finished in `store` (recognised by its hash), then run all their finals together."""
     from harness.finals import pending_jobs, run_finals
-    from harness.metrics import mean_confidence_interval
-    from harness.search import best_trial, cell_record, describe, search_cell, storage_path
+    from harness.search import best_trial, cell_record, describe, search_cells, storage_path
 
     progress = progress or Progress()
     where = storage_path(store, storage)
     done = {r["cell_id"]: r for r in store.records("cell")}
+    recorded = {}
+    for r in store.records("trial"):
+        recorded.setdefault(r["cell_id"], []).append(r)
     progress.total_cells = len(cs)
-    progress.total_trials = sum(c.num_trials + c.final_seeds for c in cs if c.cell_id not in done)
+    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in recorded else c.num_trials)
+                                for c in cs if c.cell_id not in done)
     records: dict[str, dict[str, Any]] = {}
     searched = []
-    for i, cell in enumerate(cs, 1):
-        progress.cell_index, progress.cell_label = i, cell.label
-        if cell.cell_id in done:
-            progress.say(f"{progress.prefix()}  already finished in {store.dir}; skipped")
-            records[cell.cell_id] = done[cell.cell_id]
-            continue
-        trials = search_cell(cell, store, where, progress, verbose)
+
+    def searched_cell(i: int, cell: Cell, trials: list[dict[str, Any]]) -> None:
         best = best_trial(trials, cell.search.mode)
         if best is None:
             records[cell.cell_id] = record = cell_record(cell, trials, None, [])
             store.append([record])
-            progress.say(f"{progress.prefix()}  NO WINNER: {record['reason']}")
-            continue
-        progress.say(f"{progress.prefix()}  search done: best {cell.search.metric} {best['value']:.4f} "
+            progress.say(f"{progress.cell(i, cell.label)}  NO WINNER: {record['reason']}")
+            return
+        progress.say(f"{progress.cell(i, cell.label)}  search done: best {cell.search.metric} {best['value']:.4f} "
                      f"({describe(best['config'], cell)})")
         searched.append((i, cell, trials, best))
 
+    todo = []
+    for i, cell in enumerate(cs, 1):
+        if cell.cell_id in done:
+            progress.say(f"{progress.cell(i, cell.label)}  already finished in {store.dir}; skipped")
+            records[cell.cell_id] = done[cell.cell_id]
+        elif cell.cell_id in recorded:
+            searched_cell(i, cell, recorded[cell.cell_id])
+        else:
+            todo.append((i, cell))
+    parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
+    for i, cell, trials in search_cells(todo, where, progress, verbose, parallel):
+        store.append(trials)
+        searched_cell(i, cell, trials)
+
+    searched.sort(key=lambda s: s[0])
     jobs = [job for _, cell, _, best in searched for job in pending_jobs(cell, best, store)]
     finals = run_finals(jobs, store, where, progress, verbose) if jobs else {}
     for i, cell, trials, best in searched:
         runs = finals.get(cell.cell_id) or [r for r in store.records("final") if r["cell_id"] == cell.cell_id]
         records[cell.cell_id] = record = cell_record(cell, trials, best, runs)
         store.append([record])
-        tests = [f["test"]["accuracy"] for f in runs if f.get("test")]
-        mean, half = mean_confidence_interval(tests)
-        ci = "" if math.isnan(half) else f" ± {half:.4f}"
-        counts = {s: sum(t["status"] == s for t in trials) for s in ("stopped_early", "error", "diverged")}
-        progress.cell_index, progress.cell_label = i, cell.label
-        progress.say(f"{progress.prefix()}  done: best {cell.search.metric} {best['value']:.4f} "
-                     f"({describe(best['config'], cell)}); {len(trials)} trials ({counts['stopped_early']} stopped "
-                     f"early, {counts['error']} errored, {counts['diverged']} diverged); test accuracy "
-                     f"{mean:.4f}{ci} over {len(tests)} seeds")
+        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(cell, trials, best, runs)}")
     return [records[c.cell_id] for c in cs]
+
+
+def _summary(cell: Cell, trials: list[dict[str, Any]], best: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    from harness.metrics import mean_confidence_interval
+    from harness.search import describe
+
+    tests = [f["test"]["accuracy"] for f in runs if f.get("test")]
+    mean, half = mean_confidence_interval(tests)
+    ci = "" if math.isnan(half) else f" ± {half:.4f}"
+    counts = {s: sum(t["status"] == s for t in trials) for s in ("stopped_early", "error", "diverged")}
+    return (f"best {cell.search.metric} {best['value']:.4f} ({describe(best['config'], cell)}); {len(trials)} trials "
+            f"({counts['stopped_early']} stopped early, {counts['error']} errored, {counts['diverged']} diverged); "
+            f"test accuracy {mean:.4f}{ci} over {len(tests)} seeds")

@@ -12,14 +12,16 @@ import os
 import socket
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with --verbose
 
+from ray import tune  # noqa: E402
+
 from harness.dataroot import runtime_env_vars  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from harness.progress import Progress, progress_callback  # noqa: E402
+from harness.progress import Progress, TrialSink  # noqa: E402
 from harness.results import RunStore  # noqa: E402
 from harness.spaces import Dist, space_to_data  # noqa: E402
 from harness.suite import Cell, Resources  # noqa: E402
@@ -91,6 +93,42 @@ def max_concurrency(resources: Resources, configured: int) -> int | None:
 
 # ---------------------------------------------------------------- Tuners
 
+_SINKS: dict[str, TrialSink] = {}
+
+
+class TrialCallback(tune.Callback):
+    """Hands each finished or errored trial of experiment `name` to the sink registered for it in this process.
+
+    Tune pickles a Tuner's callbacks into its experiment folder, so the callback holds only the name:
+    a restored Tuner (`--resume`) reports to the sink of the process that resumes it.
+    """
+
+    def __init__(self, name: str, metric: str) -> None:
+        self.name, self.metric = name, metric
+
+    def _send(self, trial: Any, status: str | None) -> None:
+        r = trial.last_result or {}
+        if status is None:
+            status = r.get("status", "ok")
+            if "summary" not in r and status != "diverged":
+                status = "stopped_early"
+        sink = _SINKS.get(self.name)
+        if sink is not None:
+            sink(trial.config, status, None if status == "error" else r.get(self.metric), r.get("time_total_s", 0.0))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._send(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._send(trial, "error")
+
+
+def trial_callback(name: str, sink: TrialSink, metric: str) -> TrialCallback:
+    """A Tune callback for experiment `name` that reports its trials to `sink` (status ok, stopped_early, ...)."""
+    _SINKS[name] = sink
+    return TrialCallback(name, metric)
+
+
 def storage_path(store: RunStore, storage: str | None) -> str:
     """Where Tune keeps its experiments: --storage-path, else the run folder's tune/."""
     return storage if storage else str((store.dir / "tune").resolve())
@@ -100,8 +138,6 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
                callback: Any, verbose: bool, concurrency: int | None, scheduler: Any = None, search_alg: Any = None,
                num_samples: int = 1):
     """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`."""
-    from ray import tune
-
     trial_resources = ({"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
                        if resources.workers_per_trial <= 1 else {"cpu": 0.01})
     trainable = tune.with_resources(tune_trial, trial_resources)
@@ -126,10 +162,14 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def search_parts(cell: Cell) -> tuple[dict[str, Any], Any, Any]:
+    """Tune's param space, scheduler and search algorithm for a cell; sampling is seeded from the cell's id,
+    so a cell draws the same configurations in whichever process or order it is searched."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space = {k: (v.to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
-    search_alg = None
+    seed = int(cell.cell_id, 16) % 2**32
+    search_alg = BasicVariantGenerator(random_state=seed)
     if cell.search.algorithm == "optuna":
         try:
             from ray.tune.search.optuna import OptunaSearch
@@ -137,7 +177,7 @@ def search_parts(cell: Cell) -> tuple[dict[str, Any], Any, Any]:
             raise ConfigError(f"search.algorithm='optuna': {e}; install with pip install -e '.[optuna]'") from None
         if any(isinstance(v, Dist) and v.kind == "grid" for v in cell.space.values()):
             raise ConfigError("search.algorithm='optuna': grid distributions are not supported; use choice")
-        search_alg = OptunaSearch(seed=0)
+        search_alg = OptunaSearch(seed=seed)
     elif cell.search.algorithm == "grid":
         space = {k: (_as_grid(k, v).to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=cell.max_epochs, grace_period=cell.search.grace_period,
@@ -213,22 +253,19 @@ def _history(result: Any, metric: str) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- one cell's search
 
-def search_cell(cell: Cell, store: RunStore, storage: str, progress: Progress, verbose: bool = False
-                ) -> list[dict[str, Any]]:
-    """The cell's trial records: searched now with one Tuner (validation only), or as recorded by an earlier run."""
-    trials = [r for r in store.records("trial") if r["cell_id"] == cell.cell_id]
-    if trials:
-        return trials
+def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False) -> list[dict[str, Any]]:
+    """Search one cell with its own Tuner on the validation split; returns its trial records (not yet stored)."""
     metric = cell.search.metric
     space, scheduler, search_alg = search_parts(cell)
-    progress.phase, progress.phase_total, progress.phase_done = "search", cell.num_trials, 0
     t0 = time.time()
-    grid = make_tuner(f"search-{cell.cell_id}", {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
-                      cell.resources, metric, cell.search.mode, storage, progress_callback(progress, metric),
+    name = f"search-{cell.cell_id}"
+    grid = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
+                      cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
                       verbose, max_concurrency(cell.resources, cell.search.max_concurrent_trials),
                       scheduler, search_alg, cell.search.num_samples).fit()
     search_seconds = time.time() - t0
     fields = cell_fields(cell)
+    trials = []
     for result in grid:
         status, summary, error = trial_status(result)
         cfg = {k: v for k, v in result.config.items() if k != RUNNER_KEY}
@@ -238,8 +275,76 @@ def search_cell(cell: Cell, store: RunStore, storage: str, progress: Progress, v
                        "metric": metric, "value": m.get(metric), "val": (summary or {}).get("val"),
                        "history": _history(result, metric), "trial_seconds": m.get("time_total_s", 0.0),
                        "cost": (summary or {}).get("cost"), "error": error, "search_seconds": search_seconds})
-    store.append(trials)
     return trials
+
+
+class CellSearcher:
+    """A Ray actor that runs cells' Tuners one after another. Several of them let cells search at once:
+    Tune's driver side is not thread-safe, so each concurrent Tuner needs a process of its own."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def search(self, index: int, cell: Cell, storage: str, verbose: bool) -> list[dict[str, Any]]:
+        def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
+            self.events.put((index, status, value, seconds))
+
+        return search_one(cell, storage, sink, verbose)
+
+
+def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
+                 parallel: int = 2) -> Iterator[tuple[int, Cell, list[dict[str, Any]]]]:
+    """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
+
+    Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
+    its trials compete for the cluster like any others, so one cell's start-up and tail fill with another's trials.
+    """
+    import ray
+    from ray.util.queue import Empty, Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not todo:
+        return
+    events = Queue(actor_options={"num_cpus": 0})
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0, max_restarts=0)(CellSearcher)
+    free = [actor.options(scheduling_strategy=here).remote(events) for _ in range(min(parallel, len(todo)))]
+    searchers = list(free)
+    cells = dict(todo)
+    done = {i: 0 for i, _ in todo}
+    waiting, running = list(todo), {}
+
+    def drain() -> None:
+        while True:
+            try:
+                i, status, value, seconds = events.get_nowait()
+            except Empty:
+                return
+            done[i] += 1
+            progress.trial_done(progress.cell(i, cells[i].label), f"search {done[i]}/{cells[i].num_trials}",
+                                status, cells[i].search.metric, value, seconds)
+
+    try:
+        while waiting or running:
+            while waiting and free:
+                i, cell = waiting.pop(0)
+                searcher = free.pop()
+                running[searcher.search.remote(i, cell, storage, verbose)] = (i, cell, searcher)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+            drain()
+            for ref in ready:
+                i, cell, searcher = running.pop(ref)
+                free.append(searcher)
+                try:
+                    trials = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    raise e.as_instanceof_cause() from None
+                drain()
+                yield i, cell, trials
+    finally:
+        for searcher in searchers:
+            ray.kill(searcher)
+        ray.kill(events.actor)
 
 
 def best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:

@@ -26,12 +26,14 @@ SCHEDULERS = ("asha", "fifo")
 
 @dataclass
 class SearchBudget:
-    """How each cell is searched: Ray Tune's num_samples, search algorithm, scheduler and concurrency."""
+    """How each cell is searched: Ray Tune's num_samples, search algorithm, scheduler and concurrency
+    (trials at once within a cell; cells searching at once, each with its own Tuner)."""
 
     num_samples: int = 4
     algorithm: str = "random"
     scheduler: str = "asha"
     max_concurrent_trials: int = 0
+    max_concurrent_cells: int = 2
     metric: str = "val_accuracy"
     mode: str = "max"
     grace_period: int = 1
@@ -103,6 +105,13 @@ class SuiteSpec:
         return self.backbones + [b for d in self.datasets for b in d.backbones]
 
 
+def _outcome_fields(search: SearchBudget) -> dict[str, Any]:
+    """The search budget minus what only changes how fast it runs (so a cell keeps its id)."""
+    fields = dataclasses.asdict(search)
+    fields.pop("max_concurrent_cells")
+    return fields
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (dataset, method, backbone) benchmark cell, ready to search."""
@@ -132,7 +141,7 @@ class Cell:
         if weights.startswith("checkpoint:"):  # so that runs on machines with other paths merge
             weights = "checkpoint:" + Path(weights[len("checkpoint:"):]).name
         return config_hash({**self.constants, "weights": weights, "space": space_to_data(self.space),
-                            "search": dataclasses.asdict(self.search), "resources": dataclasses.asdict(self.resources),
+                            "search": _outcome_fields(self.search), "resources": dataclasses.asdict(self.resources),
                             "final_seeds": self.final_seeds})
 
     @property
@@ -272,6 +281,7 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
     check(s.mode in ("max", "min"), f"search.mode='{s.mode}': choose from: max, min")
     check(s.max_concurrent_trials >= 0, f"search.max_concurrent_trials={s.max_concurrent_trials}: must be >= 0 "
           "(0: as many as the cluster fits)")
+    check(s.max_concurrent_cells >= 1, f"search.max_concurrent_cells={s.max_concurrent_cells}: must be >= 1")
     check(s.grace_period >= 1, f"search.grace_period={s.grace_period}: must be >= 1")
     check(s.reduction_factor >= 2, f"search.reduction_factor={s.reduction_factor}: must be >= 2")
     check(r.cpus_per_trial > 0, f"resources.cpus_per_trial={r.cpus_per_trial}: must be > 0")
@@ -306,7 +316,7 @@ def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
         s.backbones = [BackboneEntry(b.name, flags["weights"]) for b in s.backbones]
         s.datasets = [dataclasses.replace(d, backbones=[BackboneEntry(b.name, flags["weights"]) for b in d.backbones])
                       for d in s.datasets]
-    for key in ("num_samples", "algorithm", "scheduler", "max_concurrent_trials", "metric"):
+    for key in ("num_samples", "algorithm", "scheduler", "max_concurrent_trials", "max_concurrent_cells", "metric"):
         if flags.get(key) is not None:
             setattr(s.search, key, flags[key])
     for key in ("cpus_per_trial", "gpus_per_trial", "workers_per_trial"):

@@ -79,3 +79,20 @@ def test_list_shows_the_new_methods_and_their_knobs(capsys):
     for method, knobs in NEW_METHODS.items():
         line = next(line for line in out.splitlines() if line.strip().startswith(method + " "))
         assert f"[searches: {', '.join(knobs)}]" in line
+
+
+def test_random_search_draws_are_seeded_by_the_cell():
+    """A cell draws the same configurations in any process and order (cells search side by side)."""
+    from harness.search import search_parts
+    from harness.trial import tune_trial
+
+    def draws(cell, n=3):
+        space, _, alg = search_parts(cell)
+        alg.add_configurations({"x": {"run": tune_trial, "config": space, "num_samples": n}})
+        trials = [alg.next_trial() for _ in range(n)]
+        return [{k: t.config[k] for k in ("lr", "dropout")} for t in trials]
+
+    cs = cells(load_suite("quick"), {"digits0-4": "checkpoint:/src.pt"})
+    first = draws(cs[2])
+    assert draws(cs[2]) == first and draws(cs[3]) != first
+    assert len({d["lr"] for d in first}) == 3
