@@ -46,7 +46,7 @@ def pending_jobs(cell: Cell, best: dict[str, Any], store: RunStore) -> list[Fina
 def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
     return {**job.config, "seed": job.seed, "evaluate_test": True,
             "train_on_val": final_trains_on_val(job.cell.dataset.name), "_cell": job.cell.cell_id,
-            RUNNER_KEY: runner_fields(job.cell, storage)}
+            RUNNER_KEY: {**runner_fields(job.cell, storage), "final": True}}
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,

@@ -298,31 +298,37 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
 
     Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
     its trials compete for the cluster like any others, so one cell's start-up and tail fill with another's trials.
+    One cell at a time runs its Tuner in this process instead (no actor to start).
     """
     import ray
     from ray.util.queue import Empty, Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    if not todo:
+    cells = dict(todo)
+    done = {i: 0 for i, _ in todo}
+
+    def report(i: int, status: str, value: float | None, seconds: float) -> None:
+        done[i] += 1
+        progress.trial_done(progress.cell(i, cells[i].label), f"search {done[i]}/{cells[i].num_trials}",
+                            status, cells[i].search.metric, value, seconds)
+
+    if min(parallel, len(todo)) <= 1:  # one at a time: the Tuner runs here, no actor to start
+        for i, cell in todo:
+            yield i, cell, search_one(cell, storage, lambda _c, *rest, i=i: report(i, *rest), verbose)
         return
     events = Queue(actor_options={"num_cpus": 0})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_restarts=0)(CellSearcher)
     free = [actor.options(scheduling_strategy=here).remote(events) for _ in range(min(parallel, len(todo)))]
     searchers = list(free)
-    cells = dict(todo)
-    done = {i: 0 for i, _ in todo}
     waiting, running = list(todo), {}
 
     def drain() -> None:
         while True:
             try:
-                i, status, value, seconds = events.get_nowait()
+                report(*events.get_nowait())
             except Empty:
                 return
-            done[i] += 1
-            progress.trial_done(progress.cell(i, cells[i].label), f"search {done[i]}/{cells[i].num_trials}",
-                                status, cells[i].search.metric, value, seconds)
 
     try:
         while waiting or running:

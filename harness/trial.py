@@ -50,7 +50,7 @@ def tune_trial(config: dict[str, Any]) -> None:
 
         torch.set_num_threads(max(1, int(runner["cpus"])))
         reporter = _DeferLast(tune.report)
-        reporter.finish(train_loop(trial_config, reporter=reporter))
+        reporter.finish(train_loop(trial_config, reporter=reporter, validate_every_epoch=not runner.get("final")))
         return
     _fit_torch_trainer(trial_config, runner, tune.get_context().get_trial_id())
 
@@ -62,7 +62,7 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
 
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"]},
+        train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"], "final": runner.get("final", False)},
         scaling_config=ray.train.ScalingConfig(
             num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
             resources_per_worker={"CPU": runner["cpus"], **({"GPU": runner["gpus"]} if runner["gpus"] else {})}),
@@ -84,4 +84,5 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
                   device=ray.train.torch.get_device(),
                   world_size=ray.train.get_context().get_world_size())
     reporter = _DeferLast(lambda row: ray.train.report(row))
-    reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks))
+    reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks,
+                               validate_every_epoch=not loop_config["final"]))

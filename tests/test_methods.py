@@ -83,3 +83,15 @@ def test_nonfinite_loss_is_reported_as_diverged_not_raised():
                          reporter=rows.append)
     assert summary["status"] == "diverged"
     assert rows[-1]["status"] == "diverged" and summary["test"] is None
+
+
+def test_final_runs_validate_once_with_identical_results(source_checkpoint):
+    """validate_every_epoch=False (final runs) skips the per-epoch validation and changes nothing else."""
+    cfg = config(source_checkpoint, dataset="digits:5-9", method="finetune", epochs=3, evaluate_test=True, dropout=0.1)
+    rows = []
+    every = train_loop(cfg)
+    once = train_loop(cfg, reporter=rows.append, validate_every_epoch=False)
+    assert len(every["history"]) == 3 and [r["epoch"] for r in rows] == [3] and len(once["history"]) == 1
+    assert once["epochs_completed"] == every["epochs_completed"] == 3
+    assert once["val"] == every["val"] and once["test"] == every["test"]
+    assert rows[0]["val_accuracy"] == every["history"][-1]["val_accuracy"]
