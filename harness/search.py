@@ -138,6 +138,10 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
                callback: Any, verbose: bool, concurrency: int | None, scheduler: Any = None, search_alg: Any = None,
                num_samples: int = 1):
     """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    if isinstance(search_alg, BasicVariantGenerator):
+        concurrency = None  # already inside the generator (search_parts)
     trial_resources = ({"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
                        if resources.workers_per_trial <= 1 else {"cpu": 0.01})
     trainable = tune.with_resources(tune_trial, trial_resources)
@@ -161,15 +165,16 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def search_parts(cell: Cell) -> tuple[dict[str, Any], Any, Any]:
+def search_parts(cell: Cell, concurrency: int | None = None) -> tuple[dict[str, Any], Any, Any]:
     """Tune's param space, scheduler and search algorithm for a cell; sampling is seeded from the cell's id,
-    so a cell draws the same configurations in whichever process or order it is searched."""
+    so a cell draws the same configurations in whichever process or order it is searched. Random and grid
+    search take `concurrency` themselves: Tune ignores max_concurrent_trials for a generator it is given."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     space = {k: (v.to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
     seed = int(cell.cell_id, 16) % 2**32
-    search_alg = BasicVariantGenerator(random_state=seed)
+    search_alg = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency or 0)
     if cell.search.algorithm == "optuna":
         try:
             from ray.tune.search.optuna import OptunaSearch
@@ -256,13 +261,13 @@ def _history(result: Any, metric: str) -> list[dict[str, Any]]:
 def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False) -> list[dict[str, Any]]:
     """Search one cell with its own Tuner on the validation split; returns its trial records (not yet stored)."""
     metric = cell.search.metric
-    space, scheduler, search_alg = search_parts(cell)
+    concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
+    space, scheduler, search_alg = search_parts(cell, concurrency)
     t0 = time.time()
     name = f"search-{cell.cell_id}"
     grid = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
                       cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
-                      verbose, max_concurrency(cell.resources, cell.search.max_concurrent_trials),
-                      scheduler, search_alg, cell.search.num_samples).fit()
+                      verbose, concurrency, scheduler, search_alg, cell.search.num_samples).fit()
     search_seconds = time.time() - t0
     fields = cell_fields(cell)
     trials = []
@@ -274,7 +279,8 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False)
                        "status": status, "config": cfg, "epochs_completed": m.get("epoch", 0),
                        "metric": metric, "value": m.get(metric), "val": (summary or {}).get("val"),
                        "history": _history(result, metric), "trial_seconds": m.get("time_total_s", 0.0),
-                       "cost": (summary or {}).get("cost"), "error": error, "search_seconds": search_seconds})
+                       "cost": (summary or {}).get("cost"), "error": error, "search_seconds": search_seconds,
+                       "finished_at": m.get("timestamp")})
     return trials
 
 

@@ -91,6 +91,9 @@ def test_asha_stops_bad_trials_early(ray_local, source_checkpoint, tmp_path):
     assert cell["trials_stopped_early"] == len(stopped) >= 1
     assert all(r["epochs_completed"] < 4 for r in stopped)
     assert cell["best_config"]["lr"] in (0.05, 0.03)
+    # max_concurrent_trials=1 holds: each trial started after the previous one's last report
+    spans = sorted((r["finished_at"] - r["trial_seconds"], r["finished_at"]) for r in records if r["kind"] == "trial")
+    assert all(start >= prev_end - 1.0 for (_, prev_end), (start, _) in zip(spans, spans[1:])), spans
 
 
 def test_errored_and_diverged_trials_are_recorded_and_never_win(ray_local, source_checkpoint, tmp_path):
