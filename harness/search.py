@@ -201,27 +201,6 @@ def _as_grid(key: str, d: Dist) -> Dist:
                       f"give it grid or choice values")
 
 
-def _trial_status(result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
-    import json
-
-    metrics = result.metrics or {}
-    if result.error is not None:
-        return "error", None, f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
-    if metrics.get("status") == "diverged":
-        return "diverged", json.loads(metrics["summary"]) if "summary" in metrics else None, None
-    if "summary" in metrics:
-        return "ok", json.loads(metrics["summary"]), None
-    return "stopped_early", None, None
-
-
-def _history(result: Any, metric: str) -> list[dict[str, Any]]:
-    df = result.metrics_dataframe
-    if df is None or df.empty:
-        return []
-    cols = [c for c in ("epoch", metric, "train_loss", "lr", "time_total_s") if c in df.columns]
-    return df[cols].to_dict("records")
-
-
 def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
     """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
     r = cell.resources
