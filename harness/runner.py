@@ -127,12 +127,12 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
 
     progress = progress or Progress()
     where = storage_path(store, storage)
-    done = {r["cell_id"]: r for r in store.records("cell")}
-    recorded = {}
-    for r in store.records("trial"):
-        recorded.setdefault(r["cell_id"], []).append(r)
+    earlier: dict[str, dict[str, list[dict[str, Any]]]] = {"cell": {}, "trial": {}, "final": {}}
+    for r in store.records():  # read once: an earlier run's cells, trials and finals
+        earlier.get(r["kind"], {}).setdefault(r["cell_id"], []).append(r)
+    done = {cid: rs[-1] for cid, rs in earlier["cell"].items()}
     progress.total_cells = len(cs)
-    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in recorded else c.num_trials)
+    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in earlier["trial"] else c.num_trials)
                                 for c in cs if c.cell_id not in done)
     records: dict[str, dict[str, Any]] = {}
     searched = []
@@ -153,8 +153,8 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         if cell.cell_id in done:
             progress.say(f"{progress.cell(i, cell.label)}  already finished in {store.dir}; skipped")
             records[cell.cell_id] = done[cell.cell_id]
-        elif cell.cell_id in recorded:
-            searched_cell(i, cell, recorded[cell.cell_id])
+        elif cell.cell_id in earlier["trial"]:
+            searched_cell(i, cell, earlier["trial"][cell.cell_id])
         else:
             todo.append((i, cell))
     parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
@@ -163,24 +163,27 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         searched_cell(i, cell, trials)
 
     searched.sort(key=lambda s: s[0])
-    jobs = [job for _, cell, _, best in searched for job in pending_jobs(cell, best, store)]
-    finals = run_finals(jobs, store, where, progress, verbose) if jobs else {}
+    finals = earlier["final"]
+    jobs = [job for _, cell, _, best in searched
+            for job in pending_jobs(cell, best, {r["seed"] for r in finals.get(cell.cell_id, [])})]
+    for r in run_finals(jobs, store, where, progress, verbose) if jobs else []:
+        finals.setdefault(r["cell_id"], []).append(r)
     for i, cell, trials, best in searched:
-        runs = finals.get(cell.cell_id) or [r for r in store.records("final") if r["cell_id"] == cell.cell_id]
+        runs = sorted(finals.get(cell.cell_id, []), key=lambda r: r["seed"])
         records[cell.cell_id] = record = cell_record(cell, trials, best, runs)
         store.append([record])
-        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(cell, trials, best, runs)}")
+        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(record, cell, runs)}")
     return [records[c.cell_id] for c in cs]
 
 
-def _summary(cell: Cell, trials: list[dict[str, Any]], best: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+def _summary(record: dict[str, Any], cell: Cell, runs: list[dict[str, Any]]) -> str:
     from harness.metrics import mean_confidence_interval
     from harness.search import describe
 
     tests = [f["test"]["accuracy"] for f in runs if f.get("test")]
     mean, half = mean_confidence_interval(tests)
     ci = "" if math.isnan(half) else f" ± {half:.4f}"
-    counts = {s: sum(t["status"] == s for t in trials) for s in ("stopped_early", "error", "diverged")}
-    return (f"best {cell.search.metric} {best['value']:.4f} ({describe(best['config'], cell)}); {len(trials)} trials "
-            f"({counts['stopped_early']} stopped early, {counts['error']} errored, {counts['diverged']} diverged); "
+    return (f"best {record['metric']} {record['best_value']:.4f} ({describe(record['best_config'], cell)}); "
+            f"{record['trials']} trials ({record['trials_stopped_early']} stopped early, "
+            f"{record['trials_errored']} errored, {record['trials_diverged']} diverged); "
             f"test accuracy {mean:.4f}{ci} over {len(tests)} seeds")

@@ -135,13 +135,10 @@ def storage_path(store: RunStore, storage: str | None) -> str:
 
 
 def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, metric: str, mode: str, storage: str,
-               callback: Any, verbose: bool, concurrency: int | None, scheduler: Any = None, search_alg: Any = None,
-               num_samples: int = 1):
-    """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`."""
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    if isinstance(search_alg, BasicVariantGenerator):
-        concurrency = None  # already inside the generator (search_parts)
+               callback: Any, verbose: bool, search_alg: Any, scheduler: Any = None, num_samples: int = 1):
+    """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`.
+    `search_alg` carries the limit on trials at once: Tune ignores max_concurrent_trials for a generator
+    it is given."""
     trial_resources = ({"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
                        if resources.workers_per_trial <= 1 else {"cpu": 0.01})
     trainable = tune.with_resources(tune_trial, trial_resources)
@@ -154,7 +151,7 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=scheduler,
-                                    search_alg=search_alg, max_concurrent_trials=concurrency, reuse_actors=True,
+                                    search_alg=search_alg, reuse_actors=True,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
                                   callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0)),
@@ -166,9 +163,9 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def search_parts(cell: Cell, concurrency: int | None = None) -> tuple[dict[str, Any], Any, Any]:
-    """Tune's param space, scheduler and search algorithm for a cell; sampling is seeded from the cell's id,
-    so a cell draws the same configurations in whichever process or order it is searched. Random and grid
-    search take `concurrency` themselves: Tune ignores max_concurrent_trials for a generator it is given."""
+    """Tune's param space, scheduler and search algorithm (limited to `concurrency` trials at once) for a cell;
+    sampling is seeded from the cell's id, so a cell draws the same configurations in whichever process or
+    order it is searched."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -182,7 +179,11 @@ def search_parts(cell: Cell, concurrency: int | None = None) -> tuple[dict[str, 
             raise ConfigError(f"search.algorithm='optuna': {e}; install with pip install -e '.[optuna]'") from None
         if any(isinstance(v, Dist) and v.kind == "grid" for v in cell.space.values()):
             raise ConfigError("search.algorithm='optuna': grid distributions are not supported; use choice")
+        from ray.tune.search import ConcurrencyLimiter
+
         search_alg = OptunaSearch(seed=seed)
+        if concurrency:
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=concurrency)
     elif cell.search.algorithm == "grid":
         space = {k: (_as_grid(k, v).to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=cell.max_epochs, grace_period=cell.search.grace_period,
@@ -246,7 +247,7 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False)
     name = f"search-{cell.cell_id}"
     grid = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
                       cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
-                      verbose, concurrency, scheduler, search_alg, cell.search.num_samples).fit()
+                      verbose, search_alg, scheduler, cell.search.num_samples).fit()
     search_seconds = time.time() - t0
     fields = cell_fields(cell)
     trials = []

@@ -12,6 +12,7 @@ from harness.spec import TrialConfig
 
 RUNNER_KEY = "_runner"
 JOB_KEY = "_job"
+CELL_KEY = "_cell"  # a packed final run names its cell
 
 
 class _DeferLast:
@@ -43,7 +44,7 @@ def tune_trial(config: dict[str, Any]) -> None:
 
     config = unpack(config)
     runner = config.pop(RUNNER_KEY)
-    config.pop("_cell", None)
+    config.pop(CELL_KEY, None)
     trial_config = TrialConfig.from_dict(config)
     if runner["workers"] <= 1:
         import torch
