@@ -9,8 +9,8 @@ import warnings
 from dataclasses import fields
 from typing import Callable, Sequence
 
-from harness.errors import ConfigError
-from harness.spec import TrialConfig
+from harness.core.errors import ConfigError
+from harness.core.config import TrialConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -51,14 +51,16 @@ def trial_values(args: argparse.Namespace) -> dict[str, object]:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.catalog import prepare_data
-    from harness.dataroot import use_data_root
-    from harness.engine import train_loop
-    from harness.jsonio import dumps
+    from harness.data.catalog import prepare_data
+    from harness.data.root import use_data_root
+    from harness.train.artifacts import prepare
+    from harness.train.loop import train_loop
+    from harness.core.jsonio import dumps
 
     config = TrialConfig.from_dict({**trial_values(args), "evaluate_test": args.evaluate_test})
     use_data_root(args.data_root)
     prepare_data([config.dataset], download=args.download)
+    prepare(config, log=eprint)
     summary = train_loop(config, log=eprint)
     summary.pop("history")
     print(dumps(summary, indent=2))
@@ -70,10 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command("pretrain")
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from harness.catalog import prepare_data
-    from harness.dataroot import use_data_root
-    from harness.jsonio import dumps
-    from harness.sources import pretrain, source_config
+    from harness.data.catalog import prepare_data
+    from harness.data.root import use_data_root
+    from harness.core.jsonio import dumps
+    from harness.train.artifacts import pretrain, source_config
 
     values = {"epochs": 15, "augment": "basic", **trial_values(args)}
     config = source_config(**values)
@@ -87,8 +89,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 @command("list")
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.backbones import BACKBONES
-    from harness.datasets import DATASETS, INTERNAL_PARAMS
+    from harness.models.backbones import BACKBONES
+    from harness.data.registry import DATASETS, INTERNAL_PARAMS
     from harness.methods import METHODS
 
     print("datasets (spec: name[:classes][?option=value&...], e.g. digits:5-9, shapes?per_class=100):")
@@ -110,10 +112,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @command("fetch")
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from harness.backbones import BACKBONES, TORCHVISION, fetch_imagenet_weights
-    from harness.catalog import CATALOG, fetch_dataset
-    from harness.dataroot import use_data_root
-    from harness.datasets import DATASETS, parse_spec
+    from harness.models.backbones import BACKBONES, TORCHVISION
+    from harness.models.weights import fetch_imagenet_weights
+    from harness.data.catalog import CATALOG, fetch_dataset
+    from harness.data.root import use_data_root
+    from harness.data.registry import DATASETS, parse_spec
 
     root = use_data_root(args.data_root)
     for spec in args.names:
@@ -137,9 +140,9 @@ def _csv(text: str) -> list[str]:
 
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import runner
-    from harness.catalog import data_status, prepare_data
-    from harness.dataroot import use_data_root
+    from harness.study import runner
+    from harness.data.catalog import data_status, prepare_data
+    from harness.data.root import use_data_root
 
     use_data_root(args.data_root)
     resolved = runner.resolve(args)
@@ -158,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness import leaderboard as lb
+    from harness.results import leaderboard as lb
 
     records = lb.load_records(args.run_dirs)
     df = lb.select(lb.frame(records), args.dataset, args.method, args.sort, args.ascending)

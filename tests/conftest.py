@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.sources import pretrain, source_config
+from harness.train.artifacts import pretrain, source_config
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from catalog_fixtures import class_of, image_ids, no_md5, write_all, write_cifar10, write_mnist
-from harness.backbones import LoadedWeights, Preprocessing
-from harness.catalog import CATALOG, fetch_dataset, final_trains_on_val
-from harness.dataroot import DATA_ENV, runtime_env_vars, use_data_root
-from harness.datasets import DATASETS, Split, load_dataset
-from harness.engine import BatchTransform, fit, resolve_preprocessing, train_loop
-from harness.errors import ConfigError
-from harness.lazy import FileSplit
-from harness.spec import ADDED_FIELDS, TrialConfig, config_hash
+from harness.data.preprocessing import Preprocessing
+from harness.models.weights import LoadedWeights
+from harness.data.catalog import CATALOG, fetch_dataset, final_trains_on_val
+from harness.data.root import DATA_ENV, runtime_env_vars, use_data_root
+from harness.data.bundle import Split
+from harness.data.registry import DATASETS, load_dataset
+from harness.data.augment import BatchTransform
+from harness.train.loop import fit, resolve_preprocessing, train_loop
+from harness.core.errors import ConfigError
+from harness.data.files import FileSplit
+from harness.core.config import ADDED_FIELDS, TrialConfig, config_hash
 
 
 @pytest.fixture(scope="module")

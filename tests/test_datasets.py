@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.datasets import load_dataset
-from harness.errors import ConfigError
+from harness.data.registry import load_dataset
+from harness.core.errors import ConfigError
 
 
 def test_digits_split_is_stratified_deterministic_and_disjoint():

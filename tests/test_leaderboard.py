@@ -10,10 +10,10 @@ import warnings
 import pandas as pd
 import pytest
 
-from harness import leaderboard as lb
+from harness.results import leaderboard as lb
 from harness.cli import main
-from harness.report import pareto_front
-from harness.results import RunStore
+from harness.results.report import pareto_front
+from harness.results.store import RunStore
 
 ACCS = {  # (dataset, samples_per_class, method) -> test accuracy of seeds 0, 1, 2
     ("digits", 0, "finetune"): [0.90, 0.92, 0.94],

@@ -5,8 +5,8 @@ import statistics
 import pytest
 import torch
 
-from harness.engine import fit, train_loop
-from harness.spec import TrialConfig
+from harness.train.loop import fit, train_loop
+from harness.core.config import TrialConfig
 
 
 def config(source, **kw) -> TrialConfig:

@@ -6,17 +6,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.augment import RandAugmentEach, batch_mix
-from harness.backbones import cifar_resnet, load_weights
-from harness.datasets import load_dataset
-from harness.distill import ensure_teacher, load_teacher, teacher_config, teacher_path, write_teacher
-from harness.engine import build_model, check_names, fit, seed_everything
-from harness.errors import ConfigError
-from harness.feature_transfer import target_network
-from harness.losses import weight_distance
+from harness.data.augment import RandAugmentEach, batch_mix
+from harness.models.backbones import cifar_resnet
+from harness.models.weights import load_weights
+from harness.data.registry import load_dataset
+from harness.methods.distill import load_teacher, preparation, teacher_config, teacher_path, write_teacher
+from harness.train.loop import build_model, check_names, fit, seed_everything
+from harness.core.errors import ConfigError
+from harness.methods.feature_transfer import target_network
+from harness.methods.l2sp import weight_distance
+from harness.train.artifacts import run_preparation
 from harness.methods import METHODS
-from harness.multitask import MultiBranchClassifier, rotate
-from harness.spec import TrialConfig
+from harness.methods.multibranch import MultiBranchClassifier, rotate
+from harness.core.config import TrialConfig
 
 
 def config(source, **kw) -> TrialConfig:
@@ -144,7 +146,8 @@ def teacher_file(source_checkpoint, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_TEACHERS", str(tmp_path_factory.mktemp("teachers")))
         c = config(source_checkpoint, method="distill", teacher="resnet14", teacher_epochs=4)
-        path = ensure_teacher(c)
+        path, reused = run_preparation(preparation(c))
+        assert not reused
         assert path == teacher_path(teacher_config(c)) and path.is_file()
         yield c, path
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.metrics import classification_metrics, mean_confidence_interval, welch_p_value
+from harness.results.stats import mean_confidence_interval, welch_p_value
+
+from harness.tasks.classification import classification_metrics
 
 
 def test_metrics_of_a_hand_made_prediction():

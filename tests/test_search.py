@@ -14,7 +14,7 @@ import yaml
 ray = pytest.importorskip("ray")
 
 from harness.cli import main  # noqa: E402
-from harness.results import read_records  # noqa: E402
+from harness.results.store import read_records  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesClassifier
 
-from harness.errors import ConfigError
-from harness.shapes import SHAPE_CLASSES, generate_shapes
+from harness.core.errors import ConfigError
+from harness.data.shapes import SHAPE_CLASSES, generate_shapes
 
 NUM_CLASSES = len(SHAPE_CLASSES)
 

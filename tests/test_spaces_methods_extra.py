@@ -4,9 +4,9 @@ of another method is refused, the methods suite resolves and dry-runs, and `harn
 import pytest
 
 from harness.cli import main
-from harness.errors import ConfigError
-from harness.spaces import Dist, method_space, resolve_stages
-from harness.suite import cells, load_suite
+from harness.core.errors import ConfigError
+from harness.study.spaces import Dist, method_space, resolve_stages
+from harness.study.suite import cells, load_suite
 
 NEW_METHODS = {"multibranch": ("aux_dataset", "aux_weight"),
                "distill": ("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
@@ -46,7 +46,7 @@ def test_every_method_may_search_augment_mixing_and_l1(tmp_path):
 
 
 def test_methods_suite_cells_and_ray_tune_spaces():
-    from harness.search import search_parts
+    from harness.study.search import search_parts
 
     cs = cells(load_suite("methods"), {"digits0-4": "checkpoint:/src.pt"})
     assert sorted((c.dataset.name, c.method) for c in cs) == sorted(
@@ -60,7 +60,7 @@ def test_methods_suite_cells_and_ray_tune_spaces():
 
 
 def test_method_needing_pretrained_weights_is_refused_before_running():
-    from harness.suite import apply_overrides
+    from harness.study.suite import apply_overrides
 
     with pytest.raises(ConfigError, match="method 'l2sp' on backbone 'resnet8': needs pretrained weights"):
         cells(apply_overrides(load_suite("methods"), weights="none"))
@@ -83,8 +83,8 @@ def test_list_shows_the_new_methods_and_their_knobs(capsys):
 
 def test_random_search_draws_are_seeded_by_the_cell():
     """A cell draws the same configurations in any process and order (cells search side by side)."""
-    from harness.search import search_parts
-    from harness.trial import tune_trial
+    from harness.study.search import search_parts
+    from harness.study.trial import tune_trial
 
     def draws(cell, n=3):
         space, _, alg = search_parts(cell)

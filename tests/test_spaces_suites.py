@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.spaces import Dist, method_space, read_space_file, resolve_stages
-from harness.suite import apply_overrides, cells, load_suite, suite_from_dict
+from harness.core.errors import ConfigError
+from harness.study.spaces import Dist, method_space, read_space_file, resolve_stages
+from harness.study.suite import apply_overrides, cells, load_suite, suite_from_dict
 
 
 def write(tmp_path, name, text):

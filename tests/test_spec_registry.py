@@ -1,8 +1,8 @@
 import pytest
 
-from harness.backbones import BACKBONES
-from harness.errors import ConfigError
-from harness.spec import TrialConfig
+from harness.models.backbones import BACKBONES
+from harness.core.errors import ConfigError
+from harness.core.config import TrialConfig
 
 
 def test_unknown_backbone_lists_close_matches_first():

@@ -9,9 +9,9 @@ import pytest
 
 from catalog_fixtures import no_md5, write_cifar10
 from harness.cli import main
-from harness.dataroot import DATA_ENV
+from harness.data.root import DATA_ENV
 from harness.methods import METHODS
-from harness.suite import apply_overrides, cells, load_suite, suite_from_dict
+from harness.study.suite import apply_overrides, cells, load_suite, suite_from_dict
 
 SUITES = {"quick": 8, "seeds": 16, "transfer12": 30, "vtab1k": 21}
 
@@ -32,7 +32,7 @@ def needs_methods(suite) -> None:
 def test_every_suite_file_parses_and_resolves(name):
     import yaml
 
-    from harness.suite import suites_dir
+    from harness.study.suite import suites_dir
 
     needs_methods(yaml.safe_load((suites_dir() / f"{name}.yaml").read_text()))
     suite = load_suite(name)
@@ -51,7 +51,7 @@ def test_vtab1k_and_transfer12_run_resnet50_imagenet_on_gpus():
 def test_seeds_gives_each_experiment_its_own_methods_and_backbones():
     import yaml
 
-    from harness.suite import suites_dir
+    from harness.study.suite import suites_dir
 
     data = yaml.safe_load((suites_dir() / "seeds.yaml").read_text())
     experiments = {(d["name"], tuple(d["methods"]), tuple(b["name"] for b in d["backbones"]))
@@ -82,7 +82,7 @@ def test_per_dataset_methods_and_backbones_and_their_overrides():
 def test_dry_run_prints_cells_trials_resources_and_missing_data(name, tmp_path, monkeypatch, capsys):
     import yaml
 
-    from harness.suite import suites_dir
+    from harness.study.suite import suites_dir
 
     needs_methods(yaml.safe_load((suites_dir() / f"{name}.yaml").read_text()))
     monkeypatch.setenv(DATA_ENV, str(tmp_path))

@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from harness.backbones import load_weights, read_checkpoint
-from harness.errors import ConfigError
-from harness.sources import pretrain, source_config
+from harness.models.weights import load_weights, read_checkpoint
+from harness.core.errors import ConfigError
+from harness.train.artifacts import pretrain, source_config
 
 
 def harness(*args, cwd=None):
@@ -41,8 +41,8 @@ def test_checkpoint_of_another_backbone_or_shape_names_the_problem(source_checkp
     blob = torch.load(source_checkpoint, weights_only=True)
     blob["state_dict"]["stages.0.0.weight"] = torch.zeros(8, 3, 3, 3)
     torch.save(blob, tmp_path / "odd.pt")
-    from harness.engine import train_loop
-    from harness.spec import TrialConfig
+    from harness.train.loop import train_loop
+    from harness.core.config import TrialConfig
     with pytest.raises(ConfigError, match=r"layer 'stages.0.0.weight' has shape \(8, 3, 3, 3\) in the checkpoint, "
                                           r"\(16, 3, 3, 3\) in the backbone"):
         train_loop(TrialConfig(backbone="resnet8", weights=f"checkpoint:{tmp_path / 'odd.pt'}", epochs=1))

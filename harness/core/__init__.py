@@ -1,0 +1,1 @@
+"""Ground floor: errors, registries, strict JSON, atomic files and the run configuration."""

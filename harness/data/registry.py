@@ -1,0 +1,87 @@
+"""Dataset registry: offline datasets as in-memory uint8 tensors with deterministic splits and few-shot subsets.
+
+A dataset is named by a spec string `name[:arg][?key=value&...]`: `digits`, `digits:5-9` (a class
+subset, labels re-indexed), `shapes?per_class=100&size=48`, `folder:/data/flowers`, `cifar100?protocol=vtab1k`.
+Small datasets are `Split`s of in-memory uint8 tensors; large photo collections (harness.catalog) are
+`FileSplit`s decoded on demand (harness.lazy). Both offer the same interface, used by the engine.
+"""
+
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import replace
+from typing import Callable
+
+from harness.core.errors import ConfigError
+from harness.core.registry import Registry
+from harness.data.bundle import DatasetBundle
+from harness.data.root import data_root
+from harness.data.splits import class_subset, few_shot, resize
+
+DATASETS: Registry[Callable[..., DatasetBundle]] = Registry("dataset")
+PATH_DATASETS = {"folder"}
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
+    """Split `name[:arg][?k=v&...]` into its parts."""
+    head, _, query = spec.partition("?")
+    name, sep, arg = head.partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"dataset '{spec}': option '{item}' must be key=value")
+        options[key] = value
+    return name, (arg if sep else None), options
+
+
+INTERNAL_PARAMS = ("path", "split_seed", "root")
+
+
+def _call_with_options(spec: str, factory: Callable[..., DatasetBundle], arg: str | None,
+                       options: dict[str, str], split_seed: int, needs_path: bool, root: str) -> DatasetBundle:
+    params = inspect.signature(factory).parameters
+    allowed = [p for p in params if p not in INTERNAL_PARAMS]
+    kwargs: dict[str, object] = {"split_seed": split_seed}
+    if "root" in params:
+        kwargs["root"] = root
+    for key, value in options.items():
+        if key not in allowed:
+            raise ConfigError(f"dataset '{spec}': unknown option '{key}'; allowed: {', '.join(allowed) or 'none'}")
+        default = params[key].default
+        try:
+            kwargs[key] = type(default)(value)
+        except ValueError:
+            raise ConfigError(f"dataset '{spec}': option {key}={value!r} must be {type(default).__name__}") from None
+    if needs_path:
+        if not arg:
+            raise ConfigError(f"dataset '{spec}': needs a path, e.g. folder:/data/my_images")
+        kwargs["path"] = arg
+    return factory(**kwargs)
+
+
+@functools.lru_cache(maxsize=8)
+def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
+    name, arg, options = parse_spec(spec)
+    factory = DATASETS.get(name)
+    needs_path = name in PATH_DATASETS
+    bundle = _call_with_options(spec, factory, arg if needs_path else None, options, split_seed, needs_path, root)
+    if not needs_path and arg is not None:
+        bundle = class_subset(bundle, arg)
+    return replace(bundle, name=spec)
+
+
+def load_dataset(spec: str, samples_per_class: int = 0, seed: int = 0, split_seed: int = 0,
+                 image_size: int = 0, resize_size: int = 0) -> DatasetBundle:
+    """The bundle for a spec string, optionally resized and with a few-shot training subset.
+
+    `resize_size` is the shorter side file-backed images are resized to before the centre crop to
+    `image_size` (0: image_size / 0.875); in-memory images are resized straight to image_size."""
+    bundle = _base(spec, split_seed, str(data_root()))
+    if image_size and (image_size != bundle.image_size or not bundle.in_memory):
+        bundle = resize(bundle, image_size, resize_size)
+    if samples_per_class:
+        bundle = few_shot(bundle, samples_per_class, seed)
+    return bundle

@@ -1,0 +1,181 @@
+"""Distillation from a large network into a small one (Hinton et al., 2015).
+
+The teacher is either a larger backbone fine-tuned on the target first (`teacher: resnet20`, starting from
+`teacher_weights`, for `teacher_epochs` epochs with the fixed recipe of `teacher_config`) or a given teacher
+file (`teacher: checkpoint:PATH`). A fine-tuned teacher is a preparation job (`preparation`): trained once,
+before the runs that need it, and written as a teacher file under the teachers folder
+(harness.data.root.teachers_dir) named by its configuration's hash, so every trial of a search and every final
+run with the same data reuses it. The student (`backbone`, `weights`) minimises
+kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * cross-entropy, with T = kd_temperature.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness.core.config import TrialConfig
+from harness.core.errors import ConfigError
+from harness.data.preprocessing import Preprocessing
+from harness.data.root import teachers_dir
+from harness.models.backbones import BACKBONES, Classifier, count_parameters, load_state_checked
+from harness.models.checkpoints import TEACHER_FORMAT, read_file, write_file
+from harness.methods.base import Method, Preparation, register
+from harness.methods.objective import MethodContext, Objective
+
+CHECKPOINT = "checkpoint:"
+
+
+def check(config: TrialConfig) -> None:
+    """Fail fast on an unknown teacher backbone or a missing teacher file."""
+    if config.teacher.startswith(CHECKPOINT):
+        if not Path(config.teacher[len(CHECKPOINT):]).expanduser().is_file():
+            raise ConfigError(f"teacher='{config.teacher}': no such file")
+    elif config.teacher not in BACKBONES:
+        raise ConfigError(f"teacher='{config.teacher}': give a backbone or checkpoint:PATH; "
+                          f"{BACKBONES.unknown_message(config.teacher)}")
+
+
+def teacher_config(config: TrialConfig) -> TrialConfig:
+    """How a teacher backbone is fine-tuned on the student's training data: full fine-tuning with crop + flip,
+    SGD at lr 0.05 from random initialisation or 0.01 from pretrained weights, batches of 64. Nothing the
+    student's search varies enters it, so one teacher serves every trial."""
+    return TrialConfig(dataset=config.dataset, backbone=config.teacher, weights=config.teacher_weights,
+                       method="finetune", epochs=config.teacher_epochs,
+                       lr=0.05 if config.teacher_weights == "none" else 0.01, batch_size=64, augment="basic",
+                       samples_per_class=config.samples_per_class, seed=config.seed, split_seed=config.split_seed,
+                       image_size=config.image_size, train_on_val=config.train_on_val)
+
+
+def teacher_path(tc: TrialConfig) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", tc.dataset).strip("_")
+    return teachers_dir() / f"{slug}-{tc.backbone}-{tc.identity()}.pt"
+
+
+def preparation(config: TrialConfig) -> Preparation | None:
+    """The teacher to fine-tune before this run (None for a given teacher file)."""
+    if config.teacher.startswith(CHECKPOINT):
+        return None
+    tc = teacher_config(config)
+    return Preparation(tc, teacher_path(tc), "teacher")
+
+
+def teacher_file(config: TrialConfig) -> Path:
+    """The teacher file a distill run reads: the given one, or the fine-tuned teacher the plan trains first."""
+    if config.teacher.startswith(CHECKPOINT):
+        return Path(config.teacher[len(CHECKPOINT):]).expanduser()
+    path = teacher_path(teacher_config(config))
+    if not path.is_file():
+        raise ConfigError(f"teacher='{config.teacher}': its fine-tuned teacher file {path} is missing; "
+                          f"`harness run` and `harness train` train it first")
+    return path
+
+
+def write_teacher(model: Classifier, backbone: str, prep: Preprocessing, path: Path, **meta: Any) -> None:
+    """Write any trained Classifier as a teacher file (for `teacher: checkpoint:PATH`)."""
+    write_file(path, TEACHER_FORMAT, backbone, model.state_dict(),
+               {"image_size": prep.image_size, "mean": list(prep.mean), "std": list(prep.std), **meta},
+               num_classes=model.head[-1].out_features)
+
+
+def load_teacher(path: Path, num_classes: int) -> tuple[Classifier, Preprocessing, dict[str, Any]]:
+    """A teacher file as (network in eval mode, its input preprocessing, its metadata)."""
+    where = f"teacher='checkpoint:{path}'"
+    blob = read_file(path, TEACHER_FORMAT, where, "give a file written by write_teacher or by the plan")
+    if blob.get("num_classes") != num_classes:
+        raise ConfigError(f"{where}: the teacher predicts {blob['num_classes']} classes, the target has {num_classes}")
+    with torch.random.fork_rng(devices=[]):  # building the teacher leaves the student's random stream alone
+        model = Classifier(BACKBONES.get(blob["backbone"]).build(None), num_classes)
+    load_state_checked(model, blob["state_dict"], where)
+    meta = blob["meta"]
+    prep = Preprocessing(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]), f"teacher:{path.name}")
+    return model.eval().requires_grad_(False), prep, {**meta, "backbone": blob["backbone"]}
+
+
+class AdaptedTeacher(nn.Module):
+    """The teacher fed the student's normalised batch, re-normalised and resized to the teacher's inputs."""
+
+    def __init__(self, teacher: nn.Module, student: Preprocessing, own: Preprocessing) -> None:
+        super().__init__()
+        s_mean, s_std = torch.tensor(student.mean), torch.tensor(student.std)
+        t_mean, t_std = torch.tensor(own.mean), torch.tensor(own.std)
+        self.register_buffer("scale", (s_std / t_std).view(1, -1, 1, 1))
+        self.register_buffer("shift", ((s_mean - t_mean) / t_std).view(1, -1, 1, 1))
+        self.renormalise = not (torch.equal(s_mean, t_mean) and torch.equal(s_std, t_std))
+        self.teacher, self.size = teacher, own.image_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.renormalise:
+            x = x * self.scale + self.shift
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.teacher(x)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+
+
+class DistillObjective(Objective):
+    """kd_alpha * distillation loss + (1 - kd_alpha) * cross-entropy; the teacher sees the same (mixed) batch."""
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.path = teacher_file(ctx.config)
+        teacher, prep, self.meta = load_teacher(self.path, ctx.bundle.num_classes)
+        if ctx.transform is not None and ctx.transform.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        self.teacher = AdaptedTeacher(teacher, ctx.prep, prep).to(ctx.device).eval()
+        self.alpha, self.temperature = ctx.config.kd_alpha, ctx.config.kd_temperature
+
+    def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = self.mixed(x, y)
+        student = net(x)
+        if self.alpha == 0:
+            return self.criterion(student, y)
+        with torch.no_grad():
+            teacher = self.teacher(x)
+        kd = kd_loss(student, teacher, self.temperature)
+        if self.alpha == 1:
+            return kd
+        return self.alpha * kd + (1 - self.alpha) * self.criterion(student, y)
+
+    def extras(self, status: str) -> dict[str, dict[str, Any]]:
+        """Teacher and student: parameters, accuracy, agreement on the validation split, inference speed."""
+        ctx, val = self.ctx, self.ctx.bundle.val
+        t0 = time.perf_counter()
+        student = ctx.predict(ctx.model, val, ctx.transform)
+        t1 = time.perf_counter()
+        teacher = ctx.predict(self.teacher, val, ctx.transform)
+        t2 = time.perf_counter()
+        accuracy = lambda logits, labels: float((logits.argmax(1) == labels).float().mean())  # noqa: E731
+        facts = {"backbone": self.meta["backbone"], "file": str(self.path),
+                 "params_total": count_parameters(self.teacher)[0],
+                 "val_accuracy": accuracy(teacher, val.labels),
+                 "val_agreement": accuracy(student, teacher.argmax(1)),
+                 "kd_alpha": self.alpha, "kd_temperature": self.temperature}
+        if "config" in self.meta:
+            facts.update(weights=self.meta["config"]["weights"], epochs=self.meta["config"]["epochs"])
+        if ctx.config.evaluate_test:
+            facts["test_accuracy"] = accuracy(ctx.predict(self.teacher, ctx.bundle.test, ctx.transform),
+                                              ctx.bundle.test.labels)
+        cost = {"teacher_params_total": facts["params_total"],
+                "student_inference_images_per_s": len(val) / max(t1 - t0, 1e-9),
+                "teacher_inference_images_per_s": len(val) / max(t2 - t1, 1e-9),
+                "teacher_train_seconds": self.meta.get("train_seconds")}
+        return {"model": {"teacher": facts}, "cost": cost}
+
+
+register(Method("distill", "distillation: a larger teacher fine-tuned on the target first (or a teacher file) "
+                "trains this smaller student with the KD loss", lambda c, n: 0,
+                uses=("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
+                validate=check, preparation=preparation, objective=DistillObjective))

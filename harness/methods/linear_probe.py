@@ -1,0 +1,8 @@
+"""Fixed feature extractor (linear probe): the pretrained backbone frozen, only a new linear head trained."""
+
+from __future__ import annotations
+
+from harness.methods.base import Method, register
+
+register(Method("linear_probe", "fixed feature extractor: backbone frozen (BatchNorm in eval mode), only the "
+                "new head trained", lambda c, n: n))

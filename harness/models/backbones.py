@@ -1,0 +1,238 @@
+"""Backbone registry: own CIFAR-style ResNets and torchvision models, cut into ordered stages, with a new head.
+
+Every backbone is a `StagedBackbone`: `stages` run input -> output and the last one returns flat features
+of size `feature_dim`, so `freeze_depth = k` means "the first k stages are frozen" for every network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torchvision.models import get_model, get_model_weights
+
+from harness.core.errors import ConfigError
+from harness.core.registry import Registry
+
+
+
+class StagedBackbone(nn.Module):
+    """A feature extractor as an ordered list of stages; the last stage returns (N, feature_dim)."""
+
+    def __init__(self, stages: list[nn.Module], feature_dim: int) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.feature_dim = feature_dim
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class Classifier(nn.Module):
+    """Backbone plus a new head (dropout, then linear, unless a method brings its own); frozen stages stay in
+    eval mode while training. `facts` are what a method records about the network in the run's summary."""
+
+    def __init__(self, backbone: StagedBackbone, num_classes: int, dropout: float = 0.0,
+                 head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head if head is not None else nn.Sequential(nn.Dropout(dropout),
+                                                                nn.Linear(backbone.feature_dim, num_classes))
+        self.frozen_stages = 0
+        self.facts: dict[str, object] = {}
+
+    def freeze(self, depth: int) -> None:
+        """Freeze the first `depth` stages: no gradients, BatchNorm statistics fixed."""
+        self.frozen_stages = depth
+        for i, stage in enumerate(self.backbone.stages):
+            for p in stage.parameters():
+                p.requires_grad_(i >= depth)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        for stage in self.backbone.stages[: self.frozen_stages]:
+            stage.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """How to build a backbone; torchvision ones also name their weights enum (input size, normalisation)."""
+
+    build: Callable[[object | None], StagedBackbone]
+    description: str
+    torchvision_name: str | None = None
+    min_size: int = 8
+
+
+BACKBONES: Registry[BackboneInfo] = Registry("backbone")
+
+
+# ---- own CIFAR-style residual networks (He et al. 2016, section 4.2) ----
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def cifar_resnet(depth: int, width: int = 16) -> StagedBackbone:
+    """ResNet-(6n+2) for small images: a 3x3 stem and three stages of n BasicBlocks (widths w, 2w, 4w)."""
+    n = (depth - 2) // 6
+    widths = [width, 2 * width, 4 * width]
+    stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+    stages: list[nn.Module] = [stem]
+    cin = width
+    for i, w in enumerate(widths):
+        blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1) for j in range(n)]
+        cin = w
+        stages.append(nn.Sequential(*blocks))
+    stages[-1] = nn.Sequential(stages[-1], nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    backbone = StagedBackbone(stages, widths[-1])
+    for m in backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return backbone
+
+
+def _register_cifar(name: str, depth: int, width: int = 16) -> None:
+    BACKBONES.register(name)(BackboneInfo(
+        build=lambda weights: cifar_resnet(depth, width),
+        description=f"own CIFAR-style ResNet-{depth} (width {width}, 4 stages), fast on the CPU"))
+
+
+for _name, _depth, _width in (("resnet8", 8, 16), ("resnet14", 14, 16), ("resnet20", 20, 16),
+                              ("resnet32", 32, 16), ("resnet56", 56, 16), ("resnet20x4", 20, 64)):
+    _register_cifar(_name, _depth, _width)
+
+
+# ---- torchvision models, cut into stages ----
+
+def _resnet_stages(m: nn.Module) -> StagedBackbone:
+    stem = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool)
+    last = nn.Sequential(m.layer4, m.avgpool, nn.Flatten())
+    return StagedBackbone([stem, m.layer1, m.layer2, m.layer3, last], m.fc.in_features)
+
+
+def _split_at_pools(features: nn.Sequential) -> list[nn.Module]:
+    stages, current = [], []
+    for layer in features:
+        current.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            stages.append(nn.Sequential(*current))
+            current = []
+    if current:
+        stages.append(nn.Sequential(*current))
+    return stages
+
+
+def _features_classifier_stages(m: nn.Module, group_by_pool: bool = False) -> StagedBackbone:
+    """Models with `features`, `avgpool` and `classifier`: the pretrained classifier minus its last layer
+    joins the final stage, so its layers transfer too."""
+    parts = _split_at_pools(m.features) if group_by_pool else list(m.features)
+    neck = list(m.classifier)[:-1]
+    flatten = [] if any(isinstance(x, nn.Flatten) for x in neck) else [nn.Flatten()]
+    last = nn.Sequential(parts[-1], m.avgpool, *flatten, *neck)
+    return StagedBackbone(parts[:-1] + [last], m.classifier[-1].in_features)
+
+
+class _ViTEmbed(nn.Module):
+    """Patch embedding, class token and position embedding of a torchvision VisionTransformer."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit_conv_proj = vit.conv_proj
+        self.class_token = vit.class_token
+        self.pos_embedding = vit.encoder.pos_embedding
+        self.dropout = vit.encoder.dropout
+        self.patch_size, self.image_size, self.hidden_dim = vit.patch_size, vit.image_size, vit.hidden_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if (h, w) != (self.image_size, self.image_size):
+            raise ValueError(f"vit expects {self.image_size}x{self.image_size} images, got {h}x{w}")
+        p = self.patch_size
+        x = self.vit_conv_proj(x).reshape(n, self.hidden_dim, (h // p) * (w // p)).permute(0, 2, 1)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+        return self.dropout(x + self.pos_embedding)
+
+
+class _ClassToken(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+def _vit_stages(m: nn.Module) -> StagedBackbone:
+    layers = list(m.encoder.layers)
+    last = nn.Sequential(layers[-1], m.encoder.ln, _ClassToken())
+    return StagedBackbone([_ViTEmbed(m)] + layers[:-1] + [last], m.hidden_dim)
+
+
+TORCHVISION = {
+    "resnet18": (_resnet_stages, "torchvision ResNet-18 (5 stages)"),
+    "resnet34": (_resnet_stages, "torchvision ResNet-34 (5 stages)"),
+    "resnet50": (_resnet_stages, "torchvision ResNet-50 (5 stages)"),
+    "alexnet": (lambda m: _features_classifier_stages(m, group_by_pool=True), "torchvision AlexNet (3 stages: two conv blocks, then convs + FC layers)"),
+    "vgg11_bn": (lambda m: _features_classifier_stages(m, group_by_pool=True), "torchvision VGG-11 with BatchNorm (5 stages)"),
+    "mobilenet_v3_small": (_features_classifier_stages, "torchvision MobileNetV3-Small (13 stages)"),
+    "efficientnet_b0": (_features_classifier_stages, "torchvision EfficientNet-B0 (9 stages)"),
+    "convnext_tiny": (_features_classifier_stages, "torchvision ConvNeXt-Tiny (8 stages)"),
+    "vit_b_16": (_vit_stages, "torchvision ViT-B/16 (embedding + 12 encoder blocks), 224x224 input"),
+}
+
+
+def _register_torchvision(name: str, cut: Callable[[nn.Module], StagedBackbone], description: str) -> None:
+    min_size = get_model_weights(name).DEFAULT.meta.get("min_size", (1, 1))[0]
+    BACKBONES.register(name)(BackboneInfo(
+        build=lambda weights: cut(get_model(name, weights=weights)),
+        description=description, torchvision_name=name, min_size=max(int(min_size), 8)))
+
+
+for _name, (_cut, _desc) in TORCHVISION.items():
+    _register_torchvision(_name, _cut, _desc)
+
+
+# ---- weights ----
+
+def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """load_state_dict with errors that name the first mismatching layer."""
+    own = module.state_dict()
+    for key, value in state.items():
+        if key not in own:
+            raise ConfigError(f"{origin}: layer '{key}' does not exist in this backbone")
+        if own[key].shape != value.shape:
+            raise ConfigError(f"{origin}: layer '{key}' has shape {tuple(value.shape)} in the checkpoint, "
+                              f"{tuple(own[key].shape)} in the backbone")
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ConfigError(f"{origin}: layer '{missing[0]}' is missing from the checkpoint")
+    module.load_state_dict(state)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    params = list(module.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+

@@ -1,0 +1,44 @@
+"""Network files the harness writes and reads: source networks (a backbone) and teachers (a whole classifier).
+
+Both are a dict {format, backbone, state_dict, meta, ...} written with torch.save through the one atomic
+writer and read back with weights_only=True; a wrong or unreadable file is a one-line error.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.core.errors import ConfigError
+from harness.core.files import atomic_write
+
+SOURCE_FORMAT = "harness-source/1"
+TEACHER_FORMAT = "harness-teacher/1"
+
+
+def write_file(path: Path, fmt: str, backbone: str, state_dict: dict[str, torch.Tensor], meta: dict[str, Any],
+               **extra: Any) -> None:
+    """torch.save the network file into memory, then write it atomically (fsynced, renamed)."""
+    buffer = io.BytesIO()
+    torch.save({"format": fmt, "backbone": backbone, **extra,
+                "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta}, buffer)
+    atomic_write(Path(path), buffer.getvalue())
+
+
+def read_file(path: Path, fmt: str, where: str, remedy: str) -> dict[str, Any]:
+    """A network file of format `fmt`; `where` names the setting that pointed at it, `remedy` how to get one."""
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ConfigError(f"{where}: not a readable checkpoint ({type(e).__name__}); {remedy}") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise ConfigError(f"{where}: not a {fmt} file; {remedy}")
+    missing = [k for k in ("backbone", "state_dict", "meta") if k not in blob]
+    if missing:
+        raise ConfigError(f"{where}: the file lacks '{missing[0]}'; {remedy}")
+    return blob

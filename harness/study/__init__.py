@@ -1,0 +1,1 @@
+"""Studies: suites, search spaces, the plan and everything that runs on Ray."""

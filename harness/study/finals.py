@@ -1,0 +1,96 @@
+"""Final runs: each cell's best configuration re-run with `final_seeds` seeds, each scored once on the test split.
+
+The finals of all cells run together, one Tuner per resource shape, longest first, as many at once as the
+cluster fits (max_concurrent_trials is a search setting; final runs are independent): the seeds of every cell
+fill the cluster, and trial processes start (and import torch) once rather than once per cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import astuple, dataclass
+from typing import Any, Callable
+
+from harness.data.catalog import final_trains_on_val
+from harness.study.progress import Progress
+from harness.results.store import RunStore
+from harness.study.search import cell_fields, make_tuner, max_concurrency, runner_fields, trial_callback, trial_status
+from harness.study.suite import Cell
+from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
+
+SUMMARY_FIELDS = ("config", "config_hash", "val", "test", "cost", "model", "data", "epochs_completed")
+
+
+@dataclass(frozen=True)
+class FinalJob:
+    """One seeded final run of a cell's winning configuration; `expected_seconds` orders the queue."""
+
+    cell: Cell
+    config: dict[str, Any]
+    seed: int
+    expected_seconds: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell.cell_id}:{self.seed}"
+
+
+def pending_jobs(cell: Cell, best: dict[str, Any], have: set[int]) -> list[FinalJob]:
+    """The seeds of `cell` not among `have`, those already recorded (a resumed run re-runs only the others)."""
+    return [FinalJob(cell, dict(best["config"]), s, float(best.get("trial_seconds") or 0.0))
+            for s in range(cell.final_seeds) if s not in have]
+
+
+def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
+    return {**job.config, "seed": job.seed, "evaluate_test": True,
+            "train_on_val": final_trains_on_val(job.cell.dataset.name), CELL_KEY: job.cell.cell_id,
+            RUNNER_KEY: {**runner_fields(job.cell, storage), "final": True}}
+
+
+def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
+               verbose: bool = False) -> list[dict[str, Any]]:
+    """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records."""
+    groups: dict[tuple, list[FinalJob]] = {}
+    for job in jobs:
+        groups.setdefault((astuple(job.cell.resources), job.cell.search.metric), []).append(job)
+    cells = {job.cell.cell_id: job.cell for job in jobs}
+    counter = itertools.count(1)
+
+    def report(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
+        cell = cells[config[JOB_KEY][CELL_KEY]]
+        progress.trial_done(f"[final] {cell.label} seed {config[JOB_KEY]['seed']}",
+                            f"final {next(counter)}/{len(jobs)}", status, cell.search.metric, value, seconds)
+
+    records = []
+    for group in groups.values():
+        done = _run_group(group, storage, report, verbose)
+        store.append(done)
+        records += done
+    return records
+
+
+def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool
+               ) -> list[dict[str, Any]]:
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    first = jobs[0].cell
+    by_key = {job.key: job for job in jobs}
+    queue = sorted(jobs, key=lambda j: (-j.expected_seconds, j.key))
+    name = "final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12]
+    space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
+    metric = first.search.metric
+    everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(first.resources, 0) or 0)
+    grid = make_tuner(name, space, first.resources, metric, first.search.mode, storage,
+                      trial_callback(name, report, metric), verbose, everything_that_fits).fit()
+    records = {}
+    for result in grid:
+        job = by_key[f"{result.config[JOB_KEY][CELL_KEY]}:{result.config[JOB_KEY]['seed']}"]
+        status, summary, error = trial_status(result)
+        record = {"kind": "final", **cell_fields(job.cell), "seed": job.seed, "status": status, "error": error,
+                  "trial_seconds": (result.metrics or {}).get("time_total_s", 0.0)}
+        if summary:
+            record.update({k: summary[k] for k in SUMMARY_FIELDS})
+        records[job.key] = record
+    return [records[key] for key in by_key]  # in the order the jobs came: cell by cell, seed by seed

@@ -1,0 +1,375 @@
+"""Ray start-up and one Ray Tune search per (dataset, method, backbone) cell.
+
+Each cell gets its own Tuner (search algorithm, ASHA scheduler) that sees the validation split only; the
+winner is picked here, and harness/finals.py re-runs it with seeds on the test split.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import asdict
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with --verbose
+
+from ray import tune  # noqa: E402
+
+from harness.data.root import runtime_env_vars  # noqa: E402
+from harness.core.errors import ConfigError  # noqa: E402
+from harness.study.progress import Progress, TrialSink  # noqa: E402
+from harness.results.store import RunStore  # noqa: E402
+from harness.study.spaces import Dist, space_to_data  # noqa: E402
+from harness.study.suite import Cell, Resources  # noqa: E402
+from harness.study.trial import RUNNER_KEY, tune_trial  # noqa: E402
+
+CONNECT_TIMEOUT_S = 10
+
+
+# ---------------------------------------------------------------- Ray start-up and resources
+
+def init_ray(address: str | None = None, verbose: bool = False) -> bool:
+    """Join a cluster (`auto`, `host:port`, `ray://host:port`) or start a local one; True if we started it."""
+    import ray
+
+    if not verbose:
+        for name in ("ray", "ray.tune", "ray.train"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
+                          "logging_level": logging.INFO if verbose else logging.WARNING}
+    if runtime_env_vars():  # the data root reaches trial processes on every node
+        kw["runtime_env"] = {"env_vars": runtime_env_vars()}
+    if address:
+        try:
+            ray.init(address=address, **kw)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+            raise ConfigError(f"--address={address}: cannot join the Ray cluster ({str(e).splitlines()[0]})") from None
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kw)
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise ConfigError(f"--address={address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(f"--address={address}: no Ray cluster reachable at {parsed.hostname}:{parsed.port} "
+                          f"({e.strerror or e})") from None
+
+
+def max_concurrency(resources: Resources, configured: int) -> int | None:
+    """How many trials fit the cluster at once; refuses a trial that can never fit."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    n = resources.workers_per_trial
+    need_cpu, need_gpu = n * resources.cpus_per_trial, n * resources.gpus_per_trial
+    if need_cpu > cpus:
+        raise ConfigError(f"resources: a trial needs {need_cpu:g} CPUs (workers_per_trial={n} x cpus_per_trial="
+                          f"{resources.cpus_per_trial:g}) but the cluster has {cpus:g}")
+    if need_gpu > gpus:
+        raise ConfigError(f"resources: a trial needs {need_gpu:g} GPUs (workers_per_trial={n} x gpus_per_trial="
+                          f"{resources.gpus_per_trial:g}) but the cluster has {gpus:g}")
+    fits = int(cpus // need_cpu)
+    if need_gpu:
+        fits = min(fits, int(gpus // need_gpu))
+    fits = max(1, fits)
+    return min(configured, fits) if configured else (fits if n > 1 else None)
+
+
+# ---------------------------------------------------------------- Tuners
+
+_SINKS: dict[str, TrialSink] = {}
+
+
+class TrialCallback(tune.Callback):
+    """Hands each finished or errored trial of experiment `name` to the sink registered for it in this process.
+
+    Tune pickles a Tuner's callbacks into its experiment folder, so the callback holds only the name:
+    a restored Tuner (`--resume`) reports to the sink of the process that resumes it.
+    """
+
+    def __init__(self, name: str, metric: str) -> None:
+        self.name, self.metric = name, metric
+
+    def _send(self, trial: Any, status: str | None) -> None:
+        r = trial.last_result or {}
+        if status is None:
+            status = r.get("status", "ok")
+            if "summary" not in r and status != "diverged":
+                status = "stopped_early"
+        sink = _SINKS.get(self.name)
+        if sink is not None:
+            sink(trial.config, status, None if status == "error" else r.get(self.metric), r.get("time_total_s", 0.0))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._send(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._send(trial, "error")
+
+
+def trial_callback(name: str, sink: TrialSink, metric: str) -> TrialCallback:
+    """A Tune callback for experiment `name` that reports its trials to `sink` (status ok, stopped_early, ...)."""
+    _SINKS[name] = sink
+    return TrialCallback(name, metric)
+
+
+def storage_path(store: RunStore, storage: str | None) -> str:
+    """Where Tune keeps its experiments: --storage-path, else the run folder's tune/."""
+    return storage if storage else str((store.dir / "tune").resolve())
+
+
+def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, metric: str, mode: str, storage: str,
+               callback: Any, verbose: bool, search_alg: Any, scheduler: Any = None, num_samples: int = 1):
+    """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`.
+    `search_alg` carries the limit on trials at once: Tune ignores max_concurrent_trials for a generator
+    it is given."""
+    trial_resources = ({"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+                       if resources.workers_per_trial <= 1 else {"cpu": 0.01})
+    trainable = tune.with_resources(tune_trial, trial_resources)
+    path = f"{storage.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(path):
+        return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                  param_space=param_space)
+    # reuse_actors: a fresh process per trial re-imports torch (4 one-epoch trials: 28.6 s -> 8.4 s)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=scheduler,
+                                    search_alg=search_alg, reuse_actors=True,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
+                                  callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0)),
+    )
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def search_parts(cell: Cell, concurrency: int | None = None) -> tuple[dict[str, Any], Any, Any]:
+    """Tune's param space, scheduler and search algorithm (limited to `concurrency` trials at once) for a cell;
+    sampling is seeded from the cell's id, so a cell draws the same configurations in whichever process or
+    order it is searched."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    space = {k: (v.to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
+    seed = int(cell.cell_id, 16) % 2**32
+    search_alg = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency or 0)
+    if cell.search.algorithm == "optuna":
+        try:
+            from ray.tune.search.optuna import OptunaSearch
+        except ImportError as e:
+            raise ConfigError(f"search.algorithm='optuna': {e}; install with pip install -e '.[optuna]'") from None
+        if any(isinstance(v, Dist) and v.kind == "grid" for v in cell.space.values()):
+            raise ConfigError("search.algorithm='optuna': grid distributions are not supported; use choice")
+        from ray.tune.search import ConcurrencyLimiter
+
+        search_alg = OptunaSearch(seed=seed)
+        if concurrency:
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=concurrency)
+    elif cell.search.algorithm == "grid":
+        space = {k: (_as_grid(k, v).to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=cell.max_epochs, grace_period=cell.search.grace_period,
+                               reduction_factor=cell.search.reduction_factor)
+                 if cell.search.scheduler == "asha" else FIFOScheduler())
+    return space, scheduler, search_alg
+
+
+def _as_grid(key: str, d: Dist) -> Dist:
+    """Under search.algorithm=grid every value is enumerated: choice and int ranges become grids."""
+    if d.kind in ("grid", "choice"):
+        return Dist("grid", d.args)
+    if d.kind == "int":
+        return Dist("grid", tuple(range(d.args[0], d.args[1] + 1)))
+    raise ConfigError(f"search.algorithm='grid': key '{key}' is {d.kind}, which cannot be enumerated; "
+                      f"give it grid or choice values")
+
+
+def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
+    """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
+    r = cell.resources
+    return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage}
+
+
+def cell_fields(cell: Cell) -> dict[str, Any]:
+    """The fields every record of a cell carries."""
+    return {"cell_id": cell.cell_id, "dataset": cell.dataset.name, "samples_per_class": cell.dataset.samples_per_class,
+            "method": cell.method, "backbone": cell.backbone.name, "weights": cell.weights}
+
+
+def trial_status(result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(status, the engine's summary, error message) of one Tune result; NaN losses count as diverged."""
+    import json
+
+    metrics = result.metrics or {}
+    if result.error is not None:
+        return "error", None, f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+    if metrics.get("status") == "diverged":
+        return "diverged", json.loads(metrics["summary"]) if "summary" in metrics else None, None
+    if "summary" in metrics:
+        return "ok", json.loads(metrics["summary"]), None
+    return "stopped_early", None, None
+
+
+def _history(result: Any, metric: str) -> list[dict[str, Any]]:
+    df = result.metrics_dataframe
+    if df is None or df.empty:
+        return []
+    cols = [c for c in ("epoch", metric, "train_loss", "lr", "time_total_s") if c in df.columns]
+    return df[cols].to_dict("records")
+
+
+# ---------------------------------------------------------------- one cell's search
+
+def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False) -> list[dict[str, Any]]:
+    """Search one cell with its own Tuner on the validation split; returns its trial records (not yet stored)."""
+    metric = cell.search.metric
+    concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
+    space, scheduler, search_alg = search_parts(cell, concurrency)
+    t0 = time.time()
+    name = f"search-{cell.cell_id}"
+    grid = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
+                      cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
+                      verbose, search_alg, scheduler, cell.search.num_samples).fit()
+    search_seconds = time.time() - t0
+    fields = cell_fields(cell)
+    trials = []
+    for result in grid:
+        status, summary, error = trial_status(result)
+        cfg = {k: v for k, v in result.config.items() if k != RUNNER_KEY}
+        m = result.metrics or {}
+        trials.append({"kind": "trial", **fields, "trial_id": m.get("trial_id") or os.path.basename(result.path),
+                       "status": status, "config": cfg, "epochs_completed": m.get("epoch", 0),
+                       "metric": metric, "value": m.get(metric), "val": (summary or {}).get("val"),
+                       "history": _history(result, metric), "trial_seconds": m.get("time_total_s", 0.0),
+                       "cost": (summary or {}).get("cost"), "error": error, "search_seconds": search_seconds,
+                       "finished_at": m.get("timestamp")})
+    return trials
+
+
+class CellSearcher:
+    """A Ray actor that runs cells' Tuners one after another. Several of them let cells search at once:
+    Tune's driver side is not thread-safe, so each concurrent Tuner needs a process of its own."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def search(self, index: int, cell: Cell, storage: str, verbose: bool) -> list[dict[str, Any]]:
+        def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
+            self.events.put((index, status, value, seconds))
+
+        return search_one(cell, storage, sink, verbose)
+
+
+def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
+                 parallel: int = 2) -> Iterator[tuple[int, Cell, list[dict[str, Any]]]]:
+    """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
+
+    Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
+    its trials compete for the cluster like any others, so one cell's start-up and tail fill with another's trials.
+    One cell at a time runs its Tuner in this process instead (no actor to start).
+    """
+    import ray
+    from ray.util.queue import Empty, Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    cells = dict(todo)
+    done = {i: 0 for i, _ in todo}
+
+    def report(i: int, status: str, value: float | None, seconds: float) -> None:
+        done[i] += 1
+        progress.trial_done(progress.cell(i, cells[i].label), f"search {done[i]}/{cells[i].num_trials}",
+                            status, cells[i].search.metric, value, seconds)
+
+    if min(parallel, len(todo)) <= 1:  # one at a time: the Tuner runs here, no actor to start
+        for i, cell in todo:
+            yield i, cell, search_one(cell, storage, lambda _c, *rest, i=i: report(i, *rest), verbose)
+        return
+    events = Queue(actor_options={"num_cpus": 0})
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0, max_restarts=0)(CellSearcher)
+    free = [actor.options(scheduling_strategy=here).remote(events) for _ in range(min(parallel, len(todo)))]
+    searchers = list(free)
+    waiting, running = list(todo), {}
+
+    def drain() -> None:
+        while True:
+            try:
+                report(*events.get_nowait())
+            except Empty:
+                return
+
+    try:
+        while waiting or running:
+            while waiting and free:
+                i, cell = waiting.pop(0)
+                searcher = free.pop()
+                running[searcher.search.remote(i, cell, storage, verbose)] = (i, cell, searcher)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+            drain()
+            for ref in ready:
+                i, cell, searcher = running.pop(ref)
+                free.append(searcher)
+                try:
+                    trials = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    raise e.as_instanceof_cause() from None
+                drain()
+                yield i, cell, trials
+    finally:
+        for searcher in searchers:
+            ray.kill(searcher)
+        ray.kill(events.actor)
+
+
+def best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """The winner on validation; errored, diverged, stopped-early and non-finite trials never win."""
+    sign = 1 if mode == "max" else -1
+    winners = [t for t in trials if t["status"] == "ok" and t["value"] is not None and math.isfinite(t["value"])]
+    return max(winners, key=lambda t: sign * t["value"]) if winners else None
+
+
+def cell_record(cell: Cell, trials: list[dict[str, Any]], best: dict[str, Any] | None,
+                finals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-cell summary: trial counts, trial-seconds, the winner and its configuration, the finals run."""
+    counts = {s: sum(t["status"] == s for t in trials) for s in ("ok", "stopped_early", "error", "diverged")}
+    record = {"kind": "cell", **cell_fields(cell), "metric": cell.search.metric, "mode": cell.search.mode,
+              "trials": len(trials), "trials_completed": counts["ok"], "trials_stopped_early": counts["stopped_early"],
+              "trials_errored": counts["error"], "trials_diverged": counts["diverged"],
+              "trial_seconds": sum(t["trial_seconds"] or 0.0 for t in trials),
+              "gpus_per_trial": cell.resources.gpus_per_trial * cell.resources.workers_per_trial,
+              "search_seconds": trials[0].get("search_seconds") if trials else 0.0,
+              "space": space_to_data(cell.space), "search": asdict(cell.search),
+              "resources": asdict(cell.resources), "final_seeds": cell.final_seeds}
+    if best is None:
+        errors = [t["error"] for t in trials if t["error"]]
+        record.update(status="no_winner", best_value=None, best_config=None, best_trial_id=None, finals=0,
+                      reason=errors[0] if errors else "every trial diverged or was stopped")
+    else:
+        record.update(status="ok", best_value=best["value"], best_config=dict(best["config"]),
+                      best_trial_id=best["trial_id"], finals=len(finals))
+    return record
+
+
+def describe(config: dict[str, Any], cell: Cell) -> str:
+    """The searched hyperparameters of a configuration, e.g. `lr=0.05, dropout=0.1`."""
+    searched = [k for k, v in cell.space.items() if isinstance(v, Dist)]
+    return ", ".join(f"{k}={config[k]:.3g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+                     for k in searched if k in config)

@@ -1,0 +1,364 @@
+"""Suites: which (dataset, method, backbone) cells to benchmark, with what budget and resources.
+
+A suite YAML (search_spaces/suites/NAME.yaml) is read into a SuiteSpec; CLI flags override it; `cells()`
+expands it into Cells, each with its merged, validated search space and a configuration hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.models.backbones import BACKBONES
+from harness.data.registry import DATASETS, parse_spec
+from harness.core.errors import ConfigError
+from harness.methods import METHODS
+from harness.study.spaces import Dist, grid_size, method_space, parse_space, resolve_stages, space_to_data, spaces_dir
+from harness.core.config import TrialConfig, config_hash
+
+ALGORITHMS = ("random", "grid", "optuna")
+SCHEDULERS = ("asha", "fifo")
+
+
+@dataclass
+class SearchBudget:
+    """How each cell is searched: Ray Tune's num_samples, search algorithm, scheduler and concurrency
+    (trials at once within a cell; cells searching at once, each with its own Tuner)."""
+
+    num_samples: int = 4
+    algorithm: str = "random"
+    scheduler: str = "asha"
+    max_concurrent_trials: int = 0
+    max_concurrent_cells: int = 2
+    metric: str = "val_accuracy"
+    mode: str = "max"
+    grace_period: int = 1
+    reduction_factor: int = 2
+
+
+@dataclass
+class Resources:
+    """What one trial gets: CPUs and GPUs per worker (fractions allowed) and Ray Train workers."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1
+
+
+@dataclass
+class DatasetEntry:  # noqa: D101
+    """A target dataset, its few-shot size and search-space overrides for it alone; `methods` and `backbones`,
+    when given, replace the suite's for this dataset (so one suite can hold several experiments)."""
+
+    name: str
+    samples_per_class: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    backbones: list[BackboneEntry] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.samples_per_class}/class" if self.samples_per_class else self.name
+
+
+@dataclass
+class BackboneEntry:
+    name: str
+    weights: str = "none"
+
+
+@dataclass
+class SourceSpec:
+    """A source network to pretrain (or reuse) before the cells run; referenced as weights `source:KEY`."""
+
+    dataset: str
+    backbone: str
+    epochs: int = 15
+    lr: float = 0.05
+    batch_size: int = 64
+    augment: str = "basic"
+    seed: int = 0
+
+
+@dataclass
+class SuiteSpec:
+    name: str
+    description: str = ""
+    datasets: list[DatasetEntry] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    backbones: list[BackboneEntry] = field(default_factory=list)
+    sources: dict[str, SourceSpec] = field(default_factory=dict)
+    search: SearchBudget = field(default_factory=SearchBudget)
+    resources: Resources = field(default_factory=Resources)
+    final_seeds: int = 3
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def all_backbones(self) -> list[BackboneEntry]:
+        """The suite's backbones and those of its dataset entries."""
+        return self.backbones + [b for d in self.datasets for b in d.backbones]
+
+
+def _outcome_fields(search: SearchBudget) -> dict[str, Any]:
+    """The search budget minus what only changes how fast it runs (so a cell keeps its id)."""
+    fields = dataclasses.asdict(search)
+    fields.pop("max_concurrent_cells")
+    return fields
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, method, backbone) benchmark cell, ready to search."""
+
+    dataset: DatasetEntry
+    method: str
+    backbone: BackboneEntry
+    weights: str
+    space: dict[str, Any]
+    search: SearchBudget
+    resources: Resources
+    final_seeds: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset.label} · {self.method} · {self.backbone.name}"
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        return {"dataset": self.dataset.name, "samples_per_class": self.dataset.samples_per_class,
+                "method": self.method, "backbone": self.backbone.name, "weights": self.weights}
+
+    @property
+    def cell_id(self) -> str:
+        """Hash of everything that decides the cell's outcome: the same id never needs to run twice."""
+        weights = self.weights  # a checkpoint by file name (harness sources carry their hash in it), not by folder,
+        if weights.startswith("checkpoint:"):  # so that runs on machines with other paths merge
+            weights = "checkpoint:" + Path(weights[len("checkpoint:"):]).name
+        return config_hash({**self.constants, "weights": weights, "space": space_to_data(self.space),
+                            "search": _outcome_fields(self.search), "resources": dataclasses.asdict(self.resources),
+                            "final_seeds": self.final_seeds})
+
+    @property
+    def num_trials(self) -> int:
+        if self.search.algorithm == "grid":
+            n = 1
+            for v in self.space.values():
+                if isinstance(v, Dist):
+                    n *= len(v.args) if v.kind in ("grid", "choice") else (
+                        v.args[1] - v.args[0] + 1 if v.kind == "int" else 1)
+            return self.search.num_samples * n
+        return self.search.num_samples * grid_size(self.space)
+
+    @property
+    def max_epochs(self) -> int:
+        e = self.space.get("epochs", TrialConfig().epochs)
+        return int(max(e.args) if isinstance(e, Dist) and e.kind in ("choice", "grid") else
+                   e.args[1] if isinstance(e, Dist) else e)
+
+
+def suites_dir() -> Path:
+    return spaces_dir() / "suites"
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {data!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'; choose from: {', '.join(known)}")
+    values = {}
+    for key, value in data.items():
+        default = known[key].default
+        kind = type(default) if default is not dataclasses.MISSING else (
+            str if known[key].default_factory is dataclasses.MISSING else None)
+        if kind is dict and not isinstance(value, dict):
+            raise ConfigError(f"{where}: key '{key}' must be a mapping, got {value!r}")
+        try:
+            values[key] = kind(value) if kind in (int, float, str) and not isinstance(value, (bool, dict)) else value
+            if kind is not None and kind is not dict and isinstance(value, (dict, list)):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: key '{key}' value {value!r} must be {kind.__name__}") from None
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _entries(cls: type, items: Any, where: str, key: str) -> list[Any]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: key '{key}' must be a list")
+    return [_build(cls, {"name": i} if isinstance(i, str) else i, f"{where}: {key}[{n}]") for n, i in enumerate(items)]
+
+
+def load_suite(name_or_path: str) -> SuiteSpec:
+    """A suite by name (search_spaces/suites/NAME.yaml) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = suites_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in suites_dir().glob("*.yaml"))
+        raise ConfigError(f"suite '{name_or_path}': no such file {path}; choose from: {', '.join(known)}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return suite_from_dict(data, str(path), default_name=path.stem)
+
+
+def _dataset_entries(items: Any, where: str) -> list[DatasetEntry]:
+    entries = _entries(DatasetEntry, items, where, "datasets")
+    for n, d in enumerate(entries):
+        if not isinstance(d.methods, list):
+            raise ConfigError(f"{where}: datasets[{n}]: key 'methods' must be a list")
+        d.methods = [str(m) for m in d.methods]
+        d.backbones = _entries(BackboneEntry, d.backbones, f"{where}: datasets[{n}]", "backbones")
+    return entries
+
+
+def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite") -> SuiteSpec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    known = {f.name for f in dataclasses.fields(SuiteSpec)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'; choose from: {', '.join(sorted(known))}")
+    suite = SuiteSpec(
+        name=str(data.get("name", default_name)),
+        description=str(data.get("description", "")),
+        datasets=_dataset_entries(data.get("datasets", []), where),
+        methods=[str(m) for m in data.get("methods", [])],
+        backbones=_entries(BackboneEntry, data.get("backbones", []), where, "backbones"),
+        sources={k: _build(SourceSpec, v, f"{where}: sources.{k}") for k, v in (data.get("sources") or {}).items()},
+        search=_build(SearchBudget, data.get("search") or {}, f"{where}: search"),
+        resources=_build(Resources, data.get("resources") or {}, f"{where}: resources"),
+        final_seeds=int(data.get("final_seeds", 3)),
+        overrides=dict(data.get("overrides") or {}),
+    )
+    validate_suite(suite, where)
+    return suite
+
+
+def validate_suite(suite: SuiteSpec, where: str) -> None:
+    """Names, budgets and resources checked before anything starts."""
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"{where}: {msg}")
+
+    for d in suite.datasets:
+        try:
+            DATASETS.get(parse_spec(d.name)[0])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        check(d.samples_per_class >= 0, f"samples_per_class={d.samples_per_class}: must be >= 0")
+        parse_space(d.overrides, f"{where}: datasets {d.name} overrides")
+    for m in suite.methods + [m for d in suite.datasets for m in d.methods]:
+        if m not in METHODS:
+            raise ConfigError(f"{where}: {METHODS.unknown_message(m)}")
+    for b in suite.all_backbones():
+        if b.name not in BACKBONES:
+            raise ConfigError(f"{where}: {BACKBONES.unknown_message(b.name)}")
+        if b.weights.startswith("source:"):
+            check(b.weights[7:] in suite.sources,
+                  f"weights='{b.weights}': no source '{b.weights[7:]}'; sources: {', '.join(suite.sources) or 'none'}")
+    for key, s in suite.sources.items():
+        for name, reg in ((parse_spec(s.dataset)[0], DATASETS), (s.backbone, BACKBONES)):
+            if name not in reg:
+                raise ConfigError(f"{where}: sources.{key}: {reg.unknown_message(name)}")
+    check(bool(suite.datasets) and all((d.methods or suite.methods) and (d.backbones or suite.backbones)
+                                       for d in suite.datasets), "needs datasets, methods and backbones")
+    s, r = suite.search, suite.resources
+    check(s.num_samples >= 1, f"search.num_samples={s.num_samples}: must be >= 1")
+    check(s.algorithm in ALGORITHMS, f"search.algorithm='{s.algorithm}': choose from: {', '.join(ALGORITHMS)}")
+    check(s.scheduler in SCHEDULERS, f"search.scheduler='{s.scheduler}': choose from: {', '.join(SCHEDULERS)}")
+    check(s.mode in ("max", "min"), f"search.mode='{s.mode}': choose from: max, min")
+    check(s.max_concurrent_trials >= 0, f"search.max_concurrent_trials={s.max_concurrent_trials}: must be >= 0 "
+          "(0: as many as the cluster fits)")
+    check(s.max_concurrent_cells >= 1, f"search.max_concurrent_cells={s.max_concurrent_cells}: must be >= 1")
+    check(s.grace_period >= 1, f"search.grace_period={s.grace_period}: must be >= 1")
+    check(s.reduction_factor >= 2, f"search.reduction_factor={s.reduction_factor}: must be >= 2")
+    check(r.cpus_per_trial > 0, f"resources.cpus_per_trial={r.cpus_per_trial}: must be > 0")
+    check(r.gpus_per_trial >= 0, f"resources.gpus_per_trial={r.gpus_per_trial}: must be >= 0")
+    check(r.gpus_per_trial <= 1 or r.gpus_per_trial.is_integer(),
+          f"resources.gpus_per_trial={r.gpus_per_trial}: fractions only below 1")
+    check(r.workers_per_trial >= 1, f"resources.workers_per_trial={r.workers_per_trial}: must be >= 1")
+    check(suite.final_seeds >= 1, f"final_seeds={suite.final_seeds}: must be >= 1")
+    parse_space(suite.overrides, f"{where}: overrides")
+
+
+def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
+    """CLI flags over a suite: --datasets, --methods, --backbones, --num-samples, --final-seeds, ..."""
+    s = dataclasses.replace(suite, search=dataclasses.replace(suite.search),
+                            resources=dataclasses.replace(suite.resources), overrides=dict(suite.overrides))
+    if flags.get("datasets"):
+        known = {d.name: d for d in suite.datasets}
+        s.datasets = [dataclasses.replace(known.get(d, DatasetEntry(d)),
+                                          samples_per_class=flags.get("samples_per_class") or
+                                          (known[d].samples_per_class if d in known else 0))
+                      for d in flags["datasets"]]
+    elif flags.get("samples_per_class") is not None:
+        s.datasets = [dataclasses.replace(d, samples_per_class=flags["samples_per_class"]) for d in s.datasets]
+    if flags.get("methods"):
+        s.methods = list(flags["methods"])
+        s.datasets = [dataclasses.replace(d, methods=[]) for d in s.datasets]
+    if flags.get("backbones"):
+        weights = {b.name: b.weights for b in suite.all_backbones()}
+        s.backbones = [BackboneEntry(b, flags.get("weights") or weights.get(b, "none")) for b in flags["backbones"]]
+        s.datasets = [dataclasses.replace(d, backbones=[]) for d in s.datasets]
+    elif flags.get("weights"):
+        s.backbones = [BackboneEntry(b.name, flags["weights"]) for b in s.backbones]
+        s.datasets = [dataclasses.replace(d, backbones=[BackboneEntry(b.name, flags["weights"]) for b in d.backbones])
+                      for d in s.datasets]
+    for key in ("num_samples", "algorithm", "scheduler", "max_concurrent_trials", "max_concurrent_cells", "metric"):
+        if flags.get(key) is not None:
+            setattr(s.search, key, flags[key])
+    for key in ("cpus_per_trial", "gpus_per_trial", "workers_per_trial"):
+        if flags.get(key) is not None:
+            setattr(s.resources, key, flags[key])
+    if flags.get("final_seeds") is not None:
+        s.final_seeds = flags["final_seeds"]
+    if flags.get("epochs") is not None:  # a flag beats every file, per-dataset overrides included
+        s.overrides["epochs"] = flags["epochs"]
+        s.datasets = [dataclasses.replace(d, overrides={**d.overrides, "epochs": flags["epochs"]}) for d in s.datasets]
+    validate_suite(s, "command line")
+    return s
+
+
+def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> list[Cell]:
+    """Every (dataset, method, backbone) cell with its merged space; `source:KEY` weights resolved."""
+    out = []
+    overrides = parse_space(suite.overrides, "overrides")
+    for d in suite.datasets:
+        for m in d.methods or suite.methods:
+            method = METHODS.get(m)
+            for b in d.backbones or suite.backbones:
+                weights = b.weights
+                if method.pretrained == "forbidden":
+                    weights = "none"
+                elif weights.startswith("source:"):
+                    weights = (source_weights or {}).get(weights[7:], weights)
+                elif method.pretrained == "required" and weights == "none":
+                    raise ConfigError(f"method '{m}' on backbone '{b.name}': needs pretrained weights; give the "
+                                      f"backbone weights (imagenet, checkpoint:PATH or source:KEY)")
+                num_stages = stage_count(b.name)
+                space = resolve_stages(method_space(m, d.name, {**overrides, **parse_space(d.overrides, d.name)}),
+                                       num_stages,
+                                       f"search space of {m} on {b.name}")
+                out.append(Cell(d, m, b, weights, space, suite.search, suite.resources, suite.final_seeds))
+    return out
+
+
+_STAGES: dict[str, int] = {}
+
+
+def stage_count(backbone: str) -> int:
+    if backbone not in _STAGES:
+        _STAGES[backbone] = BACKBONES.get(backbone).build(None).num_stages
+    return _STAGES[backbone]

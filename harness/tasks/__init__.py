@@ -1,0 +1,1 @@
+"""Tasks: what is predicted and how it is scored (classification)."""

@@ -1,0 +1,1 @@
+"""The training loop, the same for the CLI, Ray Tune trials and Ray Train workers, and cached networks."""
