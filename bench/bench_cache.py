@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from harness.engine import fit
-from harness.sources import pretrain, source_config
-from harness.spec import TrialConfig
+from harness.train.loop import fit
+from harness.train.artifacts import pretrain, source_config
+from harness.core.config import TrialConfig
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.engine import train_loop
-from harness.spec import TrialConfig
+from harness.train.loop import train_loop
+from harness.core.config import TrialConfig
 
 FIXED = {"lr": 0.05, "dropout": 0.0, "batch_size": 64, "epochs": 5, "weight_decay": 5.0e-4,
          "label_smoothing": 0.0, "optimizer": "sgd", "warmup_epochs": 0.5}
