@@ -8,8 +8,10 @@ same trial (same hash). The CLI writes the absolute path into `HARNESS_DATA` bef
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 DATA_ENV = "HARNESS_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/harness/data")
@@ -34,6 +36,26 @@ def use_data_root(value: str | None) -> Path:
 def teachers_dir() -> Path:
     """Where distillation teachers fine-tuned on a target are cached: `HARNESS_TEACHERS`, else a default."""
     return Path(os.environ.get(TEACHERS_ENV) or str(DEFAULT_TEACHERS_DIR)).expanduser().absolute()
+
+
+@contextlib.contextmanager
+def teachers_dir_default(default: Path | str) -> Iterator[Path]:
+    """Within the block, `default` is the teachers folder unless HARNESS_TEACHERS says otherwise (a study keeps
+    its teachers beside its sources, where every node of a cluster can read them)."""
+    before = os.environ.get(TEACHERS_ENV)
+    if not before:
+        os.environ[TEACHERS_ENV] = str(Path(default).expanduser().absolute())
+    try:
+        yield teachers_dir()
+    finally:
+        if not before:
+            os.environ.pop(TEACHERS_ENV, None)
+
+
+def use_teachers_dir(value: str | None) -> None:
+    """Make `value` the teachers folder of this process (a trial is told its study's folder)."""
+    if value:
+        os.environ[TEACHERS_ENV] = value
 
 
 def runtime_env_vars() -> dict[str, str]:

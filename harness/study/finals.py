@@ -12,6 +12,7 @@ import itertools
 from dataclasses import astuple, dataclass
 from typing import Any, Callable
 
+from harness.core.config import TrialConfig
 from harness.data.catalog import final_trains_on_val
 from harness.study.progress import Progress
 from harness.results.store import RunStore
@@ -42,9 +43,14 @@ def pending_jobs(cell: Cell, best: dict[str, Any], have: set[int]) -> list[Final
             for s in range(cell.final_seeds) if s not in have]
 
 
+def final_config(job: FinalJob) -> TrialConfig:
+    """The configuration of a final run: the winner's, with the job's seed, scored on test."""
+    return TrialConfig.from_dict({**job.config, "seed": job.seed, "evaluate_test": True,
+                                  "train_on_val": final_trains_on_val(job.cell.dataset.name)})
+
+
 def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
-    return {**job.config, "seed": job.seed, "evaluate_test": True,
-            "train_on_val": final_trains_on_val(job.cell.dataset.name), CELL_KEY: job.cell.cell_id,
+    return {**final_config(job).to_dict(), CELL_KEY: job.cell.cell_id,
             RUNNER_KEY: {**runner_fields(job.cell, storage), "final": True}}
 
 

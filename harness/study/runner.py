@@ -15,10 +15,14 @@ from typing import Any, Callable
 
 import yaml
 
+from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.study.progress import Progress
 from harness.results.store import RunStore
-from harness.study.suite import Cell, SuiteSpec, apply_overrides, cells, load_suite, suite_from_dict
+from harness.data.root import teachers_dir_default
+from harness.methods.base import Preparation
+from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs
+from harness.study.suite import Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
 RESOLVED_SUITE = "suite.yaml"
 
@@ -44,48 +48,51 @@ def resolve(args: argparse.Namespace) -> tuple[SuiteSpec, RunStore | None]:
     return apply_overrides(load_suite(args.suite), **_flags(args)), None
 
 
-def dry_run(suite: SuiteSpec) -> int:
-    cs = cells(suite)
-    r = suite.resources
-    print(f"suite {suite.name}: {len(cs)} cells; resources per trial: {r.workers_per_trial} worker(s) x "
+def dry_run(plan: Plan, store: RunStore | None) -> int:
+    """Print the plan: every job with its id, what it needs and whether it is done; train nothing."""
+    suite, r = plan.suite, plan.suite.resources
+    print(f"suite {suite.name}: {len(plan.cells)} cells; resources per trial: {r.workers_per_trial} worker(s) x "
           f"{r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; search {suite.search.algorithm}/"
           f"{suite.search.scheduler}, metric {suite.search.metric} ({suite.search.mode})")
-    for key, s in suite.sources.items():
-        print(f"  source {key}: {s.backbone} pretrained on {s.dataset} for {s.epochs} epochs")
-    total = 0
-    for c in cs:
-        n = c.num_trials + c.final_seeds
-        total += n
-        print(f"  {c.label:<45} weights={c.weights:<20} trials {c.num_trials} + finals {c.final_seeds} "
-              f"(max {c.max_epochs} epochs)  id {c.cell_id}")
+    for line in describe(plan, done_jobs(plan, store.records() if store else [])):
+        print(line)
+    total = sum(c.num_trials + c.final_seeds for c in plan.cells)
     print(f"total: {total} trials")
     return 0
 
 
 def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | None = None) -> int:
-    """Run the suite of `args` (or the one `resolve(args)` already returned)."""
+    """Plan the suite of `args` (or the one `resolve(args)` already returned), then execute the plan:
+    sources, teachers, every cell's search, then all finals."""
     suite, store = resolved or resolve(args)
-    if args.dry_run:
-        return dry_run(suite)
+    with teachers_dir_default(Path(args.results_dir) / "teachers"):
+        plan = build_plan(suite, Path(args.results_dir) / "sources")
+        return dry_run(plan, store) if args.dry_run else execute(plan, store, args)
+
+
+def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace) -> int:
+    """Start or join Ray and run the plan's jobs in order; write the records and the leaderboard."""
     from harness.study import search
     from harness.study.environment import environment
 
+    suite = plan.suite
     started = search.init_ray(args.address, args.verbose)
     try:
         t0 = time.time()
-        sources_dir = str(Path(args.results_dir) / "sources")
-        resolved = prepare_sources(suite, sources_dir, print)
-        cs = cells(suite, resolved)
-        for c in cs:  # refuse what cannot fit or cannot be searched before anything starts
+        for c in plan.cells:  # refuse what cannot fit or cannot be searched before anything starts
             search.max_concurrency(c.resources, c.search.max_concurrent_trials)
             search.search_parts(c)
         if store is None:
             store = RunStore.create(args.results_dir, suite.name)
-            store.write_text(RESOLVED_SUITE, yaml.safe_dump(_with_sources(suite, resolved), sort_keys=False))
+            store.write_text(RESOLVED_SUITE, yaml.safe_dump(dataclasses.asdict(suite), sort_keys=False))
         store.write_json("environment.json", {**environment(), "address": args.address or "local",
                                               "storage_path": args.storage_path})
         print(f"run folder: {store.dir}")
-        run_suite(cs, store, args.storage_path, args.verbose)
+        run_sources(plan, print)
+        prepare_networks(plan.of_kind("teacher"), suite.resources, print)
+        run_suite(plan.cells, store, args.storage_path, args.verbose,
+                  before_finals=lambda configs: prepare_networks(plan.preparations_for(configs), suite.resources,
+                                                                 print))
         print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
         from harness.results.leaderboard import write_run_outputs
 
@@ -98,31 +105,58 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
     return 0
 
 
-def _with_sources(suite: SuiteSpec, resolved: dict[str, str]) -> dict[str, object]:
-    """The suite as run: sources stay named (so a resume reuses the same cached checkpoints)."""
-    return dataclasses.asdict(suite)
+def run_sources(plan: Plan, log: Callable[[str], None]) -> None:
+    """Pretrain (or reuse) every source network of the plan, in this process, before the cells."""
+    from harness.train.artifacts import pretrain
 
-
-def prepare_sources(suite: SuiteSpec, out_dir: str, log: Callable[[str], None]) -> dict[str, str]:
-    """Pretrain (or reuse) every source network the suite's backbones name; `source:KEY` -> `checkpoint:PATH`."""
-    from harness.train.artifacts import pretrain, source_config
-
-    used = {b.weights[7:] for b in suite.all_backbones() if b.weights.startswith("source:")}
-    resolved = {}
-    for key in sorted(used):
-        s = suite.sources[key]
-        config = source_config(s.dataset, s.backbone, s.epochs, s.lr, s.batch_size, s.augment, s.seed)
+    for job in plan.of_kind("source"):
         t0 = time.time()
-        path, reused = pretrain(config, out_dir=out_dir)
-        log(f"source '{key}': {'reused' if reused else 'pretrained'} {path} ({time.time() - t0:.1f}s)")
-        resolved[key] = f"checkpoint:{path.resolve()}"
-    return resolved
+        path, reused = pretrain(job.config, out_dir=job.path.parent)
+        log(f"source '{job.key}': {'reused' if reused else 'pretrained'} {path} ({time.time() - t0:.1f}s)")
+
+
+def prepare_networks(jobs: list[PreparationJob], resources: Resources, log: Callable[[str], None]) -> None:
+    """Train the networks methods need first (teachers) that are not on disk yet, as Ray tasks with a trial's
+    resources, side by side; each writes its file where every trial of the plan reads it."""
+    todo = [j for j in jobs if not j.preparation.path.is_file()]
+    if not todo:
+        return
+    import ray
+
+    task = ray.remote(num_cpus=resources.cpus_per_trial * resources.workers_per_trial,
+                      num_gpus=resources.gpus_per_trial * resources.workers_per_trial)(_prepare)
+    t0 = time.time()
+    refs = {task.remote(job.preparation): job for job in todo}
+    for ref in refs:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+        log(f"{refs[ref].label}: trained -> {refs[ref].preparation.path} ({time.time() - t0:.1f}s)")
+
+
+def _prepare(preparation: Preparation) -> None:
+    import torch
+
+    from harness.train.artifacts import run_preparation
+
+    torch.set_num_threads(max(1, int(ray_cpus())))
+    run_preparation(preparation)
+
+
+def ray_cpus() -> float:
+    """CPUs Ray gave the current task (1 when unknown)."""
+    import ray
+
+    return ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
 
 
 def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,
-              progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Search every cell not finished in `store` (recognised by its hash), then run all their finals together."""
-    from harness.study.finals import pending_jobs, run_finals
+              progress: Progress | None = None,
+              before_finals: Callable[[list[TrialConfig]], None] | None = None) -> list[dict[str, Any]]:
+    """Search every cell not finished in `store` (recognised by its hash), then run all their finals together;
+    `before_finals` gets the finals' configurations first (to train what they need, e.g. their teachers)."""
+    from harness.study.finals import final_config, pending_jobs, run_finals
     from harness.study.search import best_trial, cell_record, describe, search_cells, storage_path
 
     progress = progress or Progress()
@@ -166,6 +200,8 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
     finals = earlier["final"]
     jobs = [job for _, cell, _, best in searched
             for job in pending_jobs(cell, best, {r["seed"] for r in finals.get(cell.cell_id, [])})]
+    if jobs and before_finals is not None:
+        before_finals([final_config(job) for job in jobs])
     for r in run_finals(jobs, store, where, progress, verbose) if jobs else []:
         finals.setdefault(r["cell_id"], []).append(r)
     for i, cell, trials, best in searched:

@@ -19,7 +19,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with 
 
 from ray import tune  # noqa: E402
 
-from harness.data.root import runtime_env_vars  # noqa: E402
+from harness.data.root import runtime_env_vars, teachers_dir  # noqa: E402
 from harness.core.errors import ConfigError  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
@@ -205,7 +205,8 @@ def _as_grid(key: str, d: Dist) -> Dist:
 def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
     """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
     r = cell.resources
-    return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage}
+    return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage,
+            "teachers": str(teachers_dir())}
 
 
 def cell_fields(cell: Cell) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from harness.train.artifacts import prepare
 from harness.train.loop import Hooks, train_loop
 from harness.core.jsonio import dumps
 from harness.core.config import TrialConfig
+from harness.data.root import use_teachers_dir
 
 RUNNER_KEY = "_runner"
 JOB_KEY = "_job"
@@ -47,7 +47,7 @@ def tune_trial(config: dict[str, Any]) -> None:
     runner = config.pop(RUNNER_KEY)
     config.pop(CELL_KEY, None)
     trial_config = TrialConfig.from_dict(config)
-    prepare(trial_config)
+    use_teachers_dir(runner.get("teachers"))
     if runner["workers"] <= 1:
         import torch
 
@@ -65,7 +65,8 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
 
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"], "final": runner.get("final", False)},
+        train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"], "final": runner.get("final", False),
+                           "teachers": runner.get("teachers")},
         scaling_config=ray.train.ScalingConfig(
             num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
             resources_per_worker={"CPU": runner["cpus"], **({"GPU": runner["gpus"]} if runner["gpus"] else {})}),
@@ -82,6 +83,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
+    use_teachers_dir(loop_config.get("teachers"))
     hooks = Hooks(prepare_model=ray.train.torch.prepare_model,
                   prepare_loader=ray.train.torch.prepare_data_loader,
                   device=ray.train.torch.get_device(),
