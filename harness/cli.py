@@ -90,14 +90,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 @command("list")
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES
-    from harness.data.registry import DATASETS, INTERNAL_PARAMS
+    from harness.data.registry import DATASETS, PATH_DATASETS, dataset_options
     from harness.methods import METHODS
 
     print("datasets (spec: name[:classes][?option=value&...], e.g. digits:5-9, shapes?per_class=100):")
     for name in DATASETS:
-        params = inspect.signature(DATASETS.get(name)).parameters
-        opts = [f"{k}={v.default}" for k, v in params.items() if k not in INTERNAL_PARAMS]
-        shown = f"{name}:PATH" if "path" in params else name
+        opts = [f"{k}={v}" for k, v in dataset_options(name).items()]
+        shown = f"{name}:PATH" if name in PATH_DATASETS else name
         extra = f"  [{', '.join(opts)}]" if opts else ""
         print(f"  {shown:<22} {DATASETS.describe(name)}{extra}")
     print("backbones:")

@@ -289,15 +289,15 @@ PHOTO_WRITERS = {"flowers102": write_flowers102, "oxford_pets": write_oxford_pet
                  "eurosat": write_eurosat, "food101": write_food101, "caltech101": write_caltech101,
                  "fgvc_aircraft": write_fgvc_aircraft, "stanford_cars": write_stanford_cars, "sun397": write_sun397,
                  "imagenet_subset": write_imagenet}
+MEMORY_WRITERS = {"mnist": lambda root: write_mnist(root, "MNIST"),
+                  "fashion_mnist": lambda root: write_mnist(root, "FashionMNIST"),
+                  "kmnist": lambda root: write_mnist(root, "KMNIST"), "cifar10": write_cifar10,
+                  "cifar100": write_cifar100, "svhn": write_svhn, "stl10": write_stl10}
+WRITERS = {**MEMORY_WRITERS, **PHOTO_WRITERS}  # one per catalogue entry
 
 
 def write_all(root: Path) -> dict[str, list[str]]:
     """Every fixture under one data root; returns each photo dataset's class names in fixture colour order."""
-    write_mnist(root, "MNIST")
-    write_mnist(root, "FashionMNIST")
-    write_mnist(root, "KMNIST")
-    write_cifar10(root)
-    write_cifar100(root)
-    write_svhn(root)
-    write_stl10(root)
+    for writer in MEMORY_WRITERS.values():
+        writer(root)
     return {name: writer(root) for name, writer in PHOTO_WRITERS.items()}

@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from catalog_fixtures import class_of, image_ids, no_md5, write_all, write_cifar10, write_mnist
+from catalog_fixtures import WRITERS, class_of, image_ids, no_md5, write_all, write_cifar10, write_mnist
 from harness.data.preprocessing import Preprocessing
 from harness.models.weights import LoadedWeights
-from harness.data.catalog import CATALOG, fetch_dataset, final_trains_on_val
+from harness.cli import main
+from harness.data.catalog import CATALOG, CATALOGUE, fetch_dataset, final_trains_on_val
 from harness.data.root import DATA_ENV, runtime_env_vars, use_data_root
 from harness.data.bundle import Split
-from harness.data.registry import DATASETS, load_dataset
+from harness.data.registry import DATASETS, dataset_options, load_dataset
 from harness.data.augment import BatchTransform
 from harness.train.loop import fit, resolve_preprocessing, train_loop
 from harness.core.errors import ConfigError
@@ -260,3 +261,42 @@ def test_catalogue_descriptions_are_one_line():
         assert name in DATASETS and "\n" not in DATASETS.describe(name) and len(DATASETS.describe(name)) < 120
     assert np.all([CATALOG[n].metric == "balanced_accuracy" for n in
                    ("fgvc_aircraft", "oxford_pets", "caltech101", "flowers102")])
+
+
+FIXTURE_OPTIONS = {"caltech101": {"train_per_class": 4}, "sun397": {"train_per_class": 4, "test_per_class": 2},
+                   "imagenet_subset": {"classes": 3}}  # the fixtures hold 6 images per class, 6 ImageNet classes
+
+
+def test_every_catalogue_entry_has_a_fixture():
+    assert list(WRITERS) == list(CATALOG) == [entry.name for entry in CATALOGUE]
+
+
+@pytest.mark.parametrize("entry", CATALOGUE, ids=lambda entry: entry.name)
+def test_every_catalogue_entry_loads_from_its_fixture(data, entry):
+    options = {**({"size": 16} if "size" in entry.options else {}), **FIXTURE_OPTIONS.get(entry.name, {})}
+    b = load_dataset(entry.name + "?" + "&".join(f"{k}={v}" for k, v in options.items()))
+    assert (b.metric, b.flip, b.summary()["storage"]) == (entry.metric, entry.flip, entry.storage)
+    assert b.description == entry.description.format(**{**entry.defaults, **options})
+    assert DATASETS.get(entry.name) is entry and DATASETS.describe(entry.name) == entry.about
+    for split in (b.train, b.val, b.test):
+        assert len(split) > 0 and set(split.labels.tolist()) <= set(range(b.num_classes))
+
+
+def test_harness_list_shows_the_catalogue_table(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    datasets = out.split("datasets", 1)[1].split("\nbackbones:", 1)[0].splitlines()[1:]
+    shown = [line for line in datasets if line.split()[0] in CATALOG]
+    assert shown == [f"  {e.name:<22} {e.about}  [{', '.join(f'{k}={o.default}' for k, o in e.options.items())}]"
+                     for e in CATALOGUE]
+    assert all(dataset_options(e.name) == e.defaults for e in CATALOGUE)
+    assert dataset_options("shapes") == {"per_class": 200, "size": 32, "seed": 0} and dataset_options("digits") == {}
+    assert any(line.startswith("  folder:PATH ") and line.endswith("[size=32]") for line in datasets)
+
+
+def test_catalogue_options_are_checked_before_files_are_read(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match=r"option partition=11: must be in 1-10$"):
+        load_dataset("dtd?partition=11")
+    with pytest.raises(ConfigError, match=r"unknown option 'size'; allowed: val, protocol$"):
+        DATASETS.get("mnist")(root=str(tmp_path), size=16)

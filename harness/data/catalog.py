@@ -1,63 +1,129 @@
 """The dataset catalogue: torchvision's datasets with their standard splits, read from the data root.
 
-Each dataset is one registered function that opens the real torchvision class on the files under the
-data root (never downloading: `harness fetch` or `--download` does that), takes the official train /
-(validation) / test splits, carves a stratified, seed-deterministic validation split from train where
-the dataset has none (never from test), and records the metric its literature reports: mean per-class
-accuracy (`balanced_accuracy`) for FGVC Aircraft, Oxford-IIIT Pets, Caltech-101 and Flowers-102, top-1
-`accuracy` elsewhere.
+The catalogue is data: `CATALOGUE` holds one `CatalogEntry` per dataset (its torchvision class, the files
+that must exist under the data root, how its splits are made, how labels and class names are read, the
+headline metric, memory or files, options with defaults and checks, how to obtain it), and a few loaders,
+one per kind of split, read an entry. Adding a torchvision dataset is one entry here, plus a fixture writer
+in tests/catalog_fixtures.py for its test; `harness list`, `harness fetch`, option parsing and the
+missing-file errors all follow from the entry.
 
+Datasets are opened with the real torchvision class on the files under the data root, never downloading
+(`harness fetch` or `--download` does that). The official train / (validation) / test splits are kept; a
+stratified, seed-deterministic validation split is carved from train where the dataset has none (never
+from test). The metric is the one its literature reports: mean per-class accuracy (`balanced_accuracy`)
+for FGVC Aircraft, Oxford-IIIT Pets, Caltech-101 and Flowers-102, top-1 `accuracy` elsewhere.
 MNIST-like sets, CIFAR, SVHN and STL-10 are held in memory as uint8 tensors; photo collections are
-`FileSplit`s decoded on demand (harness.lazy). Every catalogue dataset takes `protocol=standard|vtab1k`:
-VTAB-1k keeps 800 training and 200 validation examples (deterministic), and its final runs retrain on
-all 1,000 (`final_trains_on_val`).
+`FileSplit`s decoded on demand. Every entry takes `protocol=standard|vtab1k`: VTAB-1k keeps 800 training
+and 200 validation examples (deterministic), and its final runs retrain on all 1,000 (`final_trains_on_val`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torchvision import datasets as tvd
 
-from harness.data.root import data_root
-from harness.data.bundle import AnySplit, DatasetBundle, Split
-from harness.data.registry import DATASETS, parse_spec
-from harness.data.splits import carve, stratified_splits
 from harness.core.errors import ConfigError
+from harness.data.bundle import AnySplit, DatasetBundle, Split
 from harness.data.files import FileSplit
+from harness.data.registry import DATASETS, parse_spec
+from harness.data.root import data_root
+from harness.data.splits import carve, stratified_splits
 
 PROTOCOLS = ("standard", "vtab1k")
 VTAB_TRAIN, VTAB_VAL = 800, 200
 
 
+def _option(name: str, key: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"dataset '{name}': option {key}={value!r}: {allowed}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A spec option (`?key=value`): its default (whose type a value is parsed to) and the check it must pass."""
+
+    default: Any
+    ok: Callable[[Any], bool] = lambda value: True
+    allowed: str = ""
+
+    def check(self, name: str, key: str, value: Any) -> None:
+        """A one-line ConfigError naming the option, the value and what is allowed, unless the value passes."""
+        _option(name, key, value, self.ok(value), self.allowed)
+
+
+VAL = Option(0.1, lambda v: 0 < v < 1, "must be in (0, 1)")
+PROTOCOL = Option("standard", lambda v: v in PROTOCOLS, f"choose from: {', '.join(PROTOCOLS)}")
+SIZE = Option(224, lambda v: v >= 8, "must be >= 8 (the side length images are decoded to)")
+CARVED = {"val": VAL, "protocol": PROTOCOL}  # no official validation split: `val` of train is carved off
+OFFICIAL_VAL = {"protocol": PROTOCOL}
+
+
+def at_least(low: int, default: int, note: str = "") -> Option:
+    """An integer option that must be >= low."""
+    return Option(default, lambda v: v >= low, f"must be >= {low}{note}")
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
-    """What the catalogue knows about a dataset besides how to load it."""
+    """One torchvision dataset (`dataset`, its class): everything the catalogue knows about it.
+
+    `files` must all exist under the data root. `splits` says how the splits are made (a key of SPLITS:
+    train_test, official_train_val_test, stratified_60_20_20, per_class, imagenet_subset). `official` names
+    the official splits, train first, test last (empty: one dataset holding every image), each picked by
+    `split_arg`: `split="train"`, `train=True` (MNIST, CIFAR) or a sub-folder (`folder`). `folder` is where
+    under the data root the class is pointed; `class_args` are options handed to it. `labels` and `classes`
+    read a split's labels and class names. `storage="memory"` holds `.data` (laid out as `layout`: NHW, NHWC
+    or NCHW) as uint8 tensors; `"files"` keeps references decoded on demand, in `order` where torchvision's
+    is the file system's. `about` is the line `harness list` shows; `description`, formatted with the
+    options, is the bundle's. `manual` (with {root}) says how to obtain it where torchvision cannot download
+    it; else `harness fetch` opens every official split with download=True (or calls `fetch(root)`).
+    """
 
     name: str
-    files: tuple[str, ...]  # relative to the data root; every one must exist
+    dataset: type
+    files: tuple[str, ...]
+    splits: str
+    about: str
+    description: str
+    options: Mapping[str, Option]
+    official: tuple[str, ...] = ("train", "test")
+    split_arg: str = "split"
+    folder: str = ""
+    class_args: tuple[str, ...] = ()
+    storage: str = "files"
+    layout: str = ""
+    labels: Callable[[Any], Sequence[int]] = attrgetter("_labels")
+    classes: Callable[[Any], Sequence[str]] = attrgetter("classes")
+    order: Callable[[Any], np.ndarray] | None = None
     metric: str = "accuracy"
-    fetch: Callable[[Path], Any] | None = None  # downloads with torchvision (download=True)
-    manual: str = ""  # how to obtain it where torchvision cannot download it; {root} is the data root
+    flip: bool = True
+    manual: str = ""
+    fetch: Callable[[Path], Any] | None = None
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The options and their defaults (what `harness list` shows and spec values are parsed to)."""
+        return {key: option.default for key, option in self.options.items()}
 
-CATALOG: dict[str, CatalogEntry] = {}
-
-
-def catalogued(name: str, files: Sequence[str], metric: str = "accuracy", fetch: Callable[[Path], Any] | None = None,
-               manual: str = "") -> Callable[[Callable[..., DatasetBundle]], Callable[..., DatasetBundle]]:
-    """Register a loader in DATASETS and its files, metric and fetcher in CATALOG."""
-
-    def add(factory: Callable[..., DatasetBundle]) -> Callable[..., DatasetBundle]:
-        CATALOG[name] = CatalogEntry(name, tuple(files), metric, fetch, manual)
-        return DATASETS.register(name)(factory)
-
-    return add
+    def __call__(self, root: str, split_seed: int = 0, **options: Any) -> DatasetBundle:
+        """The bundle read from the data root `root`; options are checked before any file is read."""
+        unknown = [key for key in options if key not in self.options]
+        if unknown:
+            raise ConfigError(f"dataset '{self.name}': unknown option '{unknown[0]}'; "
+                              f"allowed: {', '.join(self.options)}")
+        values = {**self.defaults, **options}
+        for key, option in self.options.items():
+            option.check(self.name, key, values[key])
+        base = require(self.name, root)
+        train, val, test, classes = SPLITS[self.splits](self, base, values, split_seed)
+        return make_bundle(self, train, val, test, classes, split_seed, values)
 
 
 # ---------------------------------------------------------------- files present, fetching, errors
@@ -69,7 +135,7 @@ def missing_files(name: str, root: Path | None = None) -> list[str]:
 
 
 def _remedy(entry: CatalogEntry, base: Path) -> str:
-    if entry.fetch is None:
+    if entry.manual:
         return f"torchvision cannot download it: {entry.manual.format(root=base)}"
     return (f"fetch it with `harness fetch {entry.name} --data-root {base}` where there is internet "
             f"(or copy the files there, or point --data-root / HARNESS_DATA at a folder that has them)")
@@ -85,15 +151,34 @@ def require(name: str, root: str | Path) -> Path:
     return base
 
 
-def _open(name: str, cls: type, root: Path, **kw: Any) -> Any:
-    """The torchvision dataset, with its errors (corrupt or partial files) as one-line ConfigErrors."""
+def _place(entry: CatalogEntry, base: Path, split: str | None) -> tuple[Path, dict[str, Any]]:
+    """Where the torchvision class is pointed for one official split (None: the whole dataset), and the keyword
+    argument that picks the split."""
+    where = base / entry.folder
+    if split is None:
+        return where, {}
+    if entry.split_arg == "folder":
+        return where / split, {}
+    return where, {entry.split_arg: split if entry.split_arg == "split" else split == "train"}
+
+
+def _open(entry: CatalogEntry, base: Path, split: str | None, **kw: Any) -> Any:
+    """One official split of the torchvision dataset, with its errors (corrupt or partial files) as one-line
+    ConfigErrors."""
+    where, args = _place(entry, base, split)
     try:
-        return cls(str(root), **kw)
+        return entry.dataset(str(where), **args, **kw)
     except (RuntimeError, OSError, ValueError, KeyError, IndexError) as e:
         text = str(e).strip().splitlines()
-        raise ConfigError(f"dataset '{name}': torchvision's {cls.__name__} cannot read {root} "
-                          f"({text[0] if text else type(e).__name__}); "
-                          f"{_remedy(CATALOG[name], data_root())}") from None
+        raise ConfigError(f"dataset '{entry.name}': torchvision's {entry.dataset.__name__} cannot read {where} "
+                          f"({text[0] if text else type(e).__name__}); {_remedy(entry, data_root())}") from None
+
+
+def _download(entry: CatalogEntry, base: Path) -> None:
+    """Every official split opened with download=True: torchvision fetches what is missing."""
+    for split in entry.official or (None,):
+        where, args = _place(entry, base, split)
+        entry.dataset(str(where), **args, download=True)
 
 
 def fetch_dataset(spec: str, root: Path | None = None) -> Path:
@@ -104,11 +189,11 @@ def fetch_dataset(spec: str, root: Path | None = None) -> Path:
     entry, base = CATALOG[name], Path(root) if root else data_root()
     if not missing_files(name, base):
         return base
-    if entry.fetch is None:
+    if entry.manual:
         raise ConfigError(f"fetch {name}: torchvision cannot download it; {entry.manual.format(root=base)}")
     base.mkdir(parents=True, exist_ok=True)
     try:
-        entry.fetch(base)
+        entry.fetch(base) if entry.fetch else _download(entry, base)
     except Exception as e:  # noqa: BLE001 - any failed download is the same user-facing problem
         text = str(e).strip().splitlines()
         raise ConfigError(f"fetch {name}: download into {base} failed ({type(e).__name__}: "
@@ -138,10 +223,9 @@ def data_status(specs: Iterable[str]) -> list[str]:
     base = data_root()
     lines = []
     for name in catalogue_names(specs):
-        missing = missing_files(name, base)
-        if not missing:
+        if not missing_files(name, base):
             lines.append(f"  data {name}: found in {base}")
-        elif CATALOG[name].fetch is None:
+        elif CATALOG[name].manual:
             lines.append(f"  data {name}: MISSING in {base} ({CATALOG[name].manual.format(root=base)})")
         else:
             lines.append(f"  data {name}: MISSING in {base} (harness fetch {name} --data-root {base})")
@@ -153,11 +237,114 @@ def final_trains_on_val(spec: str) -> bool:
     return parse_spec(spec)[2].get("protocol") == "vtab1k"
 
 
-# ---------------------------------------------------------------- splits
+# ---------------------------------------------------------------- reading an entry
 
-def _option(name: str, key: str, value: Any, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"dataset '{name}': option {key}={value!r}: {allowed}")
+def _images(data: Any, layout: str) -> torch.Tensor:
+    """A torchvision dataset's `.data` as uint8 N x C x H x W."""
+    x = torch.as_tensor(data)
+    if layout == "NHW":
+        x = x.unsqueeze(1)
+    elif layout == "NHWC":
+        x = x.permute(0, 3, 1, 2)
+    return x.contiguous()
+
+
+def _as_split(entry: CatalogEntry, dataset: Any, values: Mapping[str, Any]) -> AnySplit:
+    labels = entry.labels(dataset)
+    if entry.storage == "memory":
+        return Split(_images(dataset.data, entry.layout), torch.as_tensor(np.asarray(labels), dtype=torch.long))
+    order = entry.order(dataset) if entry.order else None
+    return FileSplit.of(dataset, labels, values["size"], order=order)
+
+
+def _read(entry: CatalogEntry, base: Path, values: Mapping[str, Any], **kw: Any) -> tuple[list[AnySplit], list[str]]:
+    """Each official split (or the whole dataset) as a split, and the class names they share."""
+    kw.update({key: values[key] for key in entry.class_args})
+    parts = {split or "whole": _open(entry, base, split, **kw) for split in entry.official or (None,)}
+    classes = {split: list(entry.classes(d)) for split, d in parts.items()}
+    first = next(iter(classes.values()))
+    for split, names in classes.items():
+        if names != first:
+            raise ConfigError(f"dataset '{entry.name}': the {split} split has {len(names)} classes, the others "
+                              f"{len(first)}; the annotation files under {data_root()} are inconsistent")
+    return [_as_split(entry, d, values) for d in parts.values()], first
+
+
+Splits = tuple[AnySplit, AnySplit | None, AnySplit, Sequence[str]]
+
+
+def _train_test(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
+    """The official train and test splits; validation is carved from train."""
+    (train, test), classes = _read(entry, base, values)
+    return train, None, test, classes
+
+
+def _train_val_test(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
+    """The official train, validation and test splits."""
+    (train, val, test), classes = _read(entry, base, values)
+    return train, val, test, classes
+
+
+def _stratified_60_20_20(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
+    """One set of images split 60/20/20, stratified and seed-deterministic (as VTAB)."""
+    (every,), classes = _read(entry, base, values)
+    train, val, test = stratified_splits(every.labels.numpy(), 0.2, 0.2, seed)
+    return every.take(train), every.take(val), every.take(test), classes
+
+
+def per_class_split(labels: np.ndarray, train_per_class: int, test_per_class: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices with a fixed number per class drawn at random (test: the rest when 0)."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        train.append(idx[:train_per_class])
+        test.append(idx[train_per_class:train_per_class + test_per_class] if test_per_class else idx[train_per_class:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _per_class(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
+    """`train_per_class` images of each class to train, `test_per_class` (0: the rest) to test, drawn at random;
+    validation is carved from train."""
+    (every,), classes = _read(entry, base, values)
+    train, test = per_class_split(every.labels.numpy(), values["train_per_class"], values.get("test_per_class", 0),
+                                  seed)
+    return every.take(train), None, every.take(test), classes
+
+
+class ChosenClassFolder(tvd.ImageFolder):
+    """torchvision's ImageFolder restricted to the chosen class folders (the others are never scanned)."""
+
+    def __init__(self, root: str, chosen: Sequence[str]) -> None:
+        self.chosen = list(chosen)
+        super().__init__(root)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        return self.chosen, {c: i for i, c in enumerate(self.chosen)}
+
+
+def _imagenet_subset(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
+    """`classes` class folders drawn by `class_seed` (from position `first`), official train and validation
+    (the test split); validation is carved from train."""
+    classes, first = values["classes"], values["first"]
+    train_dir = base / entry.folder / entry.official[0]
+    wnids = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+    _option(entry.name, "classes", classes, first + classes <= len(wnids),
+            f"first + classes must be <= the {len(wnids)} class folders in {train_dir}")
+    order = np.random.default_rng(values["class_seed"]).permutation(len(wnids))
+    chosen = sorted(wnids[i] for i in order[first:first + classes])
+    (train, test), names = _read(entry, base, values, chosen=chosen)
+    return train, None, test, names
+
+
+SPLITS: dict[str, Callable[[CatalogEntry, Path, Mapping[str, Any], int], Splits]] = {
+    "train_test": _train_test,
+    "official_train_val_test": _train_val_test,
+    "stratified_60_20_20": _stratified_60_20_20,
+    "per_class": _per_class,
+    "imagenet_subset": _imagenet_subset,
+}
 
 
 def _vtab1k(name: str, pool: AnySplit, official_val: AnySplit | None, seed: int) -> tuple[AnySplit, AnySplit]:
@@ -176,323 +363,126 @@ def _vtab1k(name: str, pool: AnySplit, official_val: AnySplit | None, seed: int)
     return train, official_val.take(np.sort(rng.permutation(len(official_val))[:VTAB_VAL]))
 
 
-def make_bundle(name: str, train: AnySplit, test: AnySplit, class_names: Sequence[str], split_seed: int,
-                protocol: str = "standard", val: float = 0.1, official_val: AnySplit | None = None,
-                flip: bool = True, description: str = "") -> DatasetBundle:
-    """The bundle from official splits: the official validation split, or `val` of train carved
-    (stratified, seed-deterministic); under `protocol=vtab1k` 800 train + 200 validation examples."""
-    _option(name, "protocol", protocol, protocol in PROTOCOLS, f"choose from: {', '.join(PROTOCOLS)}")
-    _option(name, "val", val, 0 < val < 1, "must be in (0, 1)")
-    if protocol == "vtab1k":
-        train, val_split = _vtab1k(name, train, official_val, split_seed)
-    elif official_val is not None:
-        val_split = official_val
-    else:
-        keep, carved = carve(train.labels.numpy(), val, split_seed, name)
-        train, val_split = train.take(keep), train.take(carved)
-    return DatasetBundle(name, train, val_split, test, tuple(str(c) for c in class_names), flip=flip,
-                         metric=CATALOG[name].metric, description=description)
+def make_bundle(entry: CatalogEntry, train: AnySplit, val: AnySplit | None, test: AnySplit,
+                class_names: Sequence[str], split_seed: int, values: Mapping[str, Any]) -> DatasetBundle:
+    """The bundle from the splits: the official validation split (`val`), or `val` of train carved (stratified,
+    seed-deterministic); under `protocol=vtab1k` 800 train + 200 validation examples."""
+    if values["protocol"] == "vtab1k":
+        train, val = _vtab1k(entry.name, train, val, split_seed)
+    elif val is None:
+        keep, carved = carve(train.labels.numpy(), values["val"], split_seed, entry.name)
+        train, val = train.take(keep), train.take(carved)
+    return DatasetBundle(entry.name, train, val, test, tuple(str(c) for c in class_names), flip=entry.flip,
+                         metric=entry.metric, description=entry.description.format(**values))
 
 
-def per_class_split(labels: np.ndarray, train_per_class: int, test_per_class: int,
-                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices with a fixed number per class drawn at random (test: the rest when 0)."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        train.append(idx[:train_per_class])
-        test.append(idx[train_per_class:train_per_class + test_per_class] if test_per_class else idx[train_per_class:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
-def _tensor_split(images: np.ndarray | torch.Tensor, labels: Any) -> Split:
-    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
-    return Split(x.contiguous(), torch.as_tensor(np.asarray(labels), dtype=torch.long))
-
-
-def _check_size(name: str, size: int) -> None:
-    _option(name, "size", size, size >= 8, "must be >= 8 (the side length images are decoded to)")
-
-
-def _same_classes(name: str, parts: dict[str, Any]) -> list[str]:
-    classes = {k: list(d.classes) for k, d in parts.items()}
-    first = next(iter(classes.values()))
-    for k, c in classes.items():
-        if c != first:
-            raise ConfigError(f"dataset '{name}': the {k} split has {len(c)} classes, the others {len(first)}; "
-                              f"the annotation files under {data_root()} are inconsistent")
-    return first
-
-
-def _official_splits(name: str, dataset: type, base: Path, splits: tuple[str, ...], size: int,
-                     labels: Callable[[Any], Any] = lambda d: d._labels,
-                     **kw: Any) -> tuple[dict[str, FileSplit], list[str]]:
-    """Each official split of a torchvision dataset as a FileSplit, and the class names they share."""
-    parts = {s: _open(name, dataset, base, split=s, **kw) for s in splits}
-    classes = _same_classes(name, parts)
-    return {s: FileSplit.of(d, labels(d), size) for s, d in parts.items()}, classes
-
-
-# ---------------------------------------------------------------- in-memory datasets
+# ---------------------------------------------------------------- the catalogue
 
 MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _train_test(cls: type) -> Callable[[Path], Any]:
-    return lambda root: [cls(str(root), train=t, download=True) for t in (True, False)]
-
-
-def _mnist_like(name: str, cls: type, root: str, split_seed: int, val: float, protocol: str, flip: bool,
-                description: str) -> DatasetBundle:
-    base = require(name, root)
-    train, test = (_open(name, cls, base, train=t) for t in (True, False))
-    as_split = lambda d: _tensor_split(d.data.unsqueeze(1), d.targets)  # noqa: E731
-    return make_bundle(name, as_split(train), as_split(test), train.classes, split_seed, protocol, val,
-                       flip=flip, description=description)
-
-
-@catalogued("mnist", [f"MNIST/raw/{f}" for f in MNIST_RAW], fetch=_train_test(tvd.MNIST))
-def mnist(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """MNIST handwritten digits: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory)."""
-    return _mnist_like("mnist", tvd.MNIST, root, split_seed, val, protocol, False, "MNIST, 28x28 grayscale")
-
-
-@catalogued("fashion_mnist", [f"FashionMNIST/raw/{f}" for f in MNIST_RAW], fetch=_train_test(tvd.FashionMNIST))
-def fashion_mnist(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """Fashion-MNIST clothing: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory)."""
-    return _mnist_like("fashion_mnist", tvd.FashionMNIST, root, split_seed, val, protocol, True,
-                       "Fashion-MNIST, 28x28 grayscale")
-
-
-@catalogued("kmnist", [f"KMNIST/raw/{f}" for f in MNIST_RAW], fetch=_train_test(tvd.KMNIST))
-def kmnist(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """Kuzushiji-MNIST cursive Japanese: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory)."""
-    return _mnist_like("kmnist", tvd.KMNIST, root, split_seed, val, protocol, False, "KMNIST, 28x28 grayscale")
-
-
-def _cifar(name: str, cls: type, root: str, split_seed: int, val: float, protocol: str) -> DatasetBundle:
-    base = require(name, root)
-    train, test = (_open(name, cls, base, train=t) for t in (True, False))
-    as_split = lambda d: _tensor_split(torch.from_numpy(d.data).permute(0, 3, 1, 2), d.targets)  # noqa: E731
-    return make_bundle(name, as_split(train), as_split(test), train.classes, split_seed, protocol, val,
-                       description=f"{cls.__name__}, 32x32 RGB")
-
-
-@catalogued("cifar10", [f"cifar-10-batches-py/{f}" for f in
-                        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
-                         "batches.meta")], fetch=_train_test(tvd.CIFAR10))
-def cifar10(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """CIFAR-10: 50,000 train / 10,000 test, 32x32 RGB, 10 classes (in memory)."""
-    return _cifar("cifar10", tvd.CIFAR10, root, split_seed, val, protocol)
-
-
-@catalogued("cifar100", [f"cifar-100-python/{f}" for f in ("train", "test", "meta")], fetch=_train_test(tvd.CIFAR100))
-def cifar100(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """CIFAR-100: 50,000 train / 10,000 test, 32x32 RGB, 100 classes (in memory)."""
-    return _cifar("cifar100", tvd.CIFAR100, root, split_seed, val, protocol)
-
-
-@catalogued("svhn", ["svhn/train_32x32.mat", "svhn/test_32x32.mat"],
-            fetch=lambda root: [tvd.SVHN(str(root / "svhn"), split=s, download=True) for s in ("train", "test")])
-def svhn(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """SVHN house numbers (cropped digits): 73,257 train / 26,032 test, 32x32 RGB, 10 classes (in memory)."""
-    base = require("svhn", root)
-    train, test = (_open("svhn", tvd.SVHN, base / "svhn", split=s) for s in ("train", "test"))
-    as_split = lambda d: _tensor_split(d.data, d.labels)  # noqa: E731
-    return make_bundle("svhn", as_split(train), as_split(test), [str(i) for i in range(10)], split_seed, protocol,
-                       val, flip=False, description="SVHN cropped digits, 32x32 RGB")
-
-
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
-
-
-@catalogued("stl10", [f"stl10_binary/{f}" for f in
-                      ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin")],
-            fetch=lambda root: tvd.STL10(str(root), split="train", download=True))
-def stl10(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard") -> DatasetBundle:
-    """STL-10: 5,000 labelled train / 8,000 test, 96x96 RGB, 10 classes (in memory; unlabelled part unused)."""
-    base = require("stl10", root)
-    train, test = (_open("stl10", tvd.STL10, base, split=s) for s in ("train", "test"))
-    as_split = lambda d: _tensor_split(d.data, d.labels)  # noqa: E731
-    return make_bundle("stl10", as_split(train), as_split(test), getattr(train, "classes", STL10_CLASSES),
-                       split_seed, protocol, val, description="STL-10 labelled, 96x96 RGB")
-
-
-# ---------------------------------------------------------------- file-backed datasets (decoded on demand)
-
-FLOWERS = "flowers-102"
-
-
-@catalogued("flowers102", [f"{FLOWERS}/jpg", f"{FLOWERS}/imagelabels.mat", f"{FLOWERS}/setid.mat"],
-            metric="balanced_accuracy",
-            fetch=lambda root: [tvd.Flowers102(str(root), split=s, download=True) for s in ("train", "val", "test")])
-def flowers102(root: str, split_seed: int = 0, protocol: str = "standard", size: int = 224) -> DatasetBundle:
-    """Oxford 102 Flowers: official 1,020 train / 1,020 val / 6,149 test photos, 102 classes (from disk)."""
-    _check_size("flowers102", size)
-    base = require("flowers102", root)
-    parts = {s: _open("flowers102", tvd.Flowers102, base, split=s) for s in ("train", "val", "test")}
-    files = {s: FileSplit.of(d, d._labels, size) for s, d in parts.items()}
-    return make_bundle("flowers102", files["train"], files["test"], tvd.Flowers102.classes, split_seed, protocol,
-                       official_val=files["val"], description="Oxford 102 Flowers photos")
-
-
-PETS = "oxford-iiit-pet"
-
-
-@catalogued("oxford_pets", [f"{PETS}/images", f"{PETS}/annotations/trainval.txt", f"{PETS}/annotations/test.txt"],
-            metric="balanced_accuracy",
-            fetch=lambda root: tvd.OxfordIIITPet(str(root), split="trainval", download=True))
-def oxford_pets(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard",
-                size: int = 224) -> DatasetBundle:
-    """Oxford-IIIT Pets breeds: 3,680 trainval / 3,669 test photos, 37 classes (from disk)."""
-    _check_size("oxford_pets", size)
-    base = require("oxford_pets", root)
-    files, classes = _official_splits("oxford_pets", tvd.OxfordIIITPet, base, ("trainval", "test"), size)
-    return make_bundle("oxford_pets", files["trainval"], files["test"], classes, split_seed, protocol, val,
-                       description="Oxford-IIIT Pets photos")
-
-
-@catalogued("dtd", ["dtd/dtd/images", "dtd/dtd/labels"], fetch=lambda root: tvd.DTD(str(root), download=True))
-def dtd(root: str, split_seed: int = 0, protocol: str = "standard", partition: int = 1,
-        size: int = 224) -> DatasetBundle:
-    """Describable Textures: official train / val / test (1,880 each, partition 1-10), 47 classes (from disk)."""
-    _check_size("dtd", size)
-    _option("dtd", "partition", partition, 1 <= partition <= 10, "must be in 1-10")
-    base = require("dtd", root)
-    files, classes = _official_splits("dtd", tvd.DTD, base, ("train", "val", "test"), size, partition=partition)
-    return make_bundle("dtd", files["train"], files["test"], classes, split_seed, protocol,
-                       official_val=files["val"], description=f"DTD textures, partition {partition}")
-
-
-@catalogued("eurosat", ["eurosat/2750"], fetch=lambda root: tvd.EuroSAT(str(root), download=True))
-def eurosat(root: str, split_seed: int = 0, protocol: str = "standard", size: int = 64) -> DatasetBundle:
-    """EuroSAT RGB land use: 27,000 64x64 satellite images, 10 classes, split 60/20/20 as VTAB (from disk)."""
-    _check_size("eurosat", size)
-    base = require("eurosat", root)
-    ds = _open("eurosat", tvd.EuroSAT, base)
-    labels = np.asarray(ds.targets)
-    tr, va, te = stratified_splits(labels, 0.2, 0.2, split_seed)
-    every = FileSplit.of(ds, labels, size)
-    return make_bundle("eurosat", every.take(tr), every.take(te), ds.classes, split_seed, protocol,
-                       official_val=every.take(va), description="EuroSAT RGB satellite images")
-
-
-FOOD = "food-101"
-
-
-@catalogued("food101", [f"{FOOD}/images", f"{FOOD}/meta/train.json", f"{FOOD}/meta/test.json"],
-            fetch=lambda root: tvd.Food101(str(root), download=True))
-def food101(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard",
-            size: int = 224) -> DatasetBundle:
-    """Food-101 dishes: 75,750 train / 25,250 test photos, 101 classes (from disk)."""
-    _check_size("food101", size)
-    base = require("food101", root)
-    files, classes = _official_splits("food101", tvd.Food101, base, ("train", "test"), size)
-    return make_bundle("food101", files["train"], files["test"], classes, split_seed, protocol, val,
-                       description="Food-101 photos")
-
-
-@catalogued("caltech101", ["caltech101/101_ObjectCategories"], metric="balanced_accuracy",
-            fetch=lambda root: tvd.Caltech101(str(root), download=True))
-def caltech101(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard", size: int = 224,
-               train_per_class: int = 30) -> DatasetBundle:
-    """Caltech-101 objects: 101 classes (background excluded); train_per_class per class to train, rest test."""
-    _check_size("caltech101", size)
-    _option("caltech101", "train_per_class", train_per_class, train_per_class >= 2, "must be >= 2")
-    base = require("caltech101", root)
-    ds = _open("caltech101", tvd.Caltech101, base)
-    labels = np.asarray(ds.y)
-    tr, te = per_class_split(labels, train_per_class, 0, split_seed)
-    every = FileSplit.of(ds, labels, size)
-    return make_bundle("caltech101", every.take(tr), every.take(te), ds.categories, split_seed, protocol, val,
-                       description=f"Caltech-101, {train_per_class} training images per class")
-
-
-AIRCRAFT = "fgvc-aircraft-2013b/data"
 AIRCRAFT_LEVELS = ("variant", "family", "manufacturer")
+TRAIN_VAL_TEST = ("train", "val", "test")
 
 
-@catalogued("fgvc_aircraft", [f"{AIRCRAFT}/images", f"{AIRCRAFT}/variants.txt"] +
-            [f"{AIRCRAFT}/images_variant_{s}.txt" for s in ("train", "val", "test")], metric="balanced_accuracy",
-            fetch=lambda root: tvd.FGVCAircraft(str(root), download=True))
-def fgvc_aircraft(root: str, split_seed: int = 0, protocol: str = "standard", annotation_level: str = "variant",
-                  size: int = 224) -> DatasetBundle:
-    """FGVC Aircraft: official 3,334 train / 3,333 val / 3,333 test photos, 100 variants (from disk)."""
-    _check_size("fgvc_aircraft", size)
-    _option("fgvc_aircraft", "annotation_level", annotation_level, annotation_level in AIRCRAFT_LEVELS,
-            f"choose from: {', '.join(AIRCRAFT_LEVELS)}")
-    base = require("fgvc_aircraft", root)
-    parts = {s: _open("fgvc_aircraft", tvd.FGVCAircraft, base, split=s, annotation_level=annotation_level)
-             for s in ("train", "val", "test")}
-    files = {s: FileSplit.of(d, d._labels, size) for s, d in parts.items()}
-    return make_bundle("fgvc_aircraft", files["train"], files["test"], parts["train"].classes, split_seed, protocol,
-                       official_val=files["val"], description=f"FGVC Aircraft photos, {annotation_level} labels")
+def under(folder: str, *names: str) -> tuple[str, ...]:
+    """Paths relative to the data root."""
+    return tuple(f"{folder}/{n}" for n in names)
 
 
-CARS = "stanford_cars"
+def in_memory(name: str, dataset: type, files: tuple[str, ...], about: str, description: str, layout: str,
+              **kw: Any) -> CatalogEntry:
+    """An entry held in memory as uint8 tensors, with official train and test splits (validation carved)."""
+    return CatalogEntry(name, dataset, files, "train_test", about, description, CARVED, storage="memory",
+                        layout=layout, **kw)
 
 
-@catalogued("stanford_cars", [f"{CARS}/devkit/cars_meta.mat", f"{CARS}/devkit/cars_train_annos.mat", f"{CARS}/cars_train",
-                              f"{CARS}/cars_test", f"{CARS}/cars_test_annos_withlabels.mat"],
-            manual="its original URL is gone; put devkit/, cars_train/, cars_test/ and "
-                   "cars_test_annos_withlabels.mat (e.g. from a Kaggle mirror) under {root}/stanford_cars")
-def stanford_cars(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard",
-                  size: int = 224) -> DatasetBundle:
-    """Stanford Cars: 8,144 train / 8,041 test photos, 196 make-model-year classes (from disk)."""
-    _check_size("stanford_cars", size)
-    base = require("stanford_cars", root)
-    files, classes = _official_splits("stanford_cars", tvd.StanfordCars, base, ("train", "test"), size,
-                                      labels=lambda d: [label for _, label in d._samples])
-    return make_bundle("stanford_cars", files["train"], files["test"], classes, split_seed, protocol, val,
-                       description="Stanford Cars photos")
+CATALOGUE: tuple[CatalogEntry, ...] = (
+    in_memory("mnist", tvd.MNIST, under("MNIST/raw", *MNIST_RAW),
+              "MNIST handwritten digits: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory).",
+              "MNIST, 28x28 grayscale", "NHW", split_arg="train", labels=attrgetter("targets"), flip=False),
+    in_memory("fashion_mnist", tvd.FashionMNIST, under("FashionMNIST/raw", *MNIST_RAW),
+              "Fashion-MNIST clothing: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory).",
+              "Fashion-MNIST, 28x28 grayscale", "NHW", split_arg="train", labels=attrgetter("targets")),
+    in_memory("kmnist", tvd.KMNIST, under("KMNIST/raw", *MNIST_RAW),
+              "Kuzushiji-MNIST cursive Japanese: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes "
+              "(in memory).", "KMNIST, 28x28 grayscale", "NHW", split_arg="train", labels=attrgetter("targets"),
+              flip=False),
+    in_memory("cifar10", tvd.CIFAR10, under("cifar-10-batches-py", *(f"data_batch_{i}" for i in range(1, 6)),
+                                            "test_batch", "batches.meta"),
+              "CIFAR-10: 50,000 train / 10,000 test, 32x32 RGB, 10 classes (in memory).", "CIFAR10, 32x32 RGB",
+              "NHWC", split_arg="train", labels=attrgetter("targets")),
+    in_memory("cifar100", tvd.CIFAR100, under("cifar-100-python", "train", "test", "meta"),
+              "CIFAR-100: 50,000 train / 10,000 test, 32x32 RGB, 100 classes (in memory).", "CIFAR100, 32x32 RGB",
+              "NHWC", split_arg="train", labels=attrgetter("targets")),
+    in_memory("svhn", tvd.SVHN, under("svhn", "train_32x32.mat", "test_32x32.mat"),
+              "SVHN house numbers (cropped digits): 73,257 train / 26,032 test, 32x32 RGB, 10 classes (in memory).",
+              "SVHN cropped digits, 32x32 RGB", "NCHW", folder="svhn", labels=attrgetter("labels"),
+              classes=lambda d: [str(i) for i in range(10)], flip=False),
+    in_memory("stl10", tvd.STL10, under("stl10_binary", "train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin",
+                                        "unlabeled_X.bin"),
+              "STL-10: 5,000 labelled train / 8,000 test, 96x96 RGB, 10 classes (in memory; unlabelled part unused).",
+              "STL-10 labelled, 96x96 RGB", "NCHW", labels=attrgetter("labels"),
+              classes=lambda d: getattr(d, "classes", STL10_CLASSES)),
+    CatalogEntry("flowers102", tvd.Flowers102, under("flowers-102", "jpg", "imagelabels.mat", "setid.mat"),
+                 "official_train_val_test",
+                 "Oxford 102 Flowers: official 1,020 train / 1,020 val / 6,149 test photos, 102 classes (from disk).",
+                 "Oxford 102 Flowers photos", {**OFFICIAL_VAL, "size": SIZE}, official=TRAIN_VAL_TEST,
+                 metric="balanced_accuracy"),
+    CatalogEntry("oxford_pets", tvd.OxfordIIITPet,
+                 under("oxford-iiit-pet", "images", "annotations/trainval.txt", "annotations/test.txt"), "train_test",
+                 "Oxford-IIIT Pets breeds: 3,680 trainval / 3,669 test photos, 37 classes (from disk).",
+                 "Oxford-IIIT Pets photos", {**CARVED, "size": SIZE}, official=("trainval", "test"),
+                 metric="balanced_accuracy"),
+    CatalogEntry("dtd", tvd.DTD, under("dtd/dtd", "images", "labels"), "official_train_val_test",
+                 "Describable Textures: official train / val / test (1,880 each, partition 1-10), 47 classes "
+                 "(from disk).", "DTD textures, partition {partition}",
+                 {**OFFICIAL_VAL, "partition": Option(1, lambda v: 1 <= v <= 10, "must be in 1-10"), "size": SIZE},
+                 official=TRAIN_VAL_TEST, class_args=("partition",)),
+    CatalogEntry("eurosat", tvd.EuroSAT, under("eurosat", "2750"), "stratified_60_20_20",
+                 "EuroSAT RGB land use: 27,000 64x64 satellite images, 10 classes, split 60/20/20 as VTAB (from disk).",
+                 "EuroSAT RGB satellite images", {**OFFICIAL_VAL, "size": replace(SIZE, default=64)},
+                 official=(), labels=attrgetter("targets")),
+    CatalogEntry("food101", tvd.Food101, under("food-101", "images", "meta/train.json", "meta/test.json"),
+                 "train_test", "Food-101 dishes: 75,750 train / 25,250 test photos, 101 classes (from disk).",
+                 "Food-101 photos", {**CARVED, "size": SIZE}),
+    CatalogEntry("caltech101", tvd.Caltech101, under("caltech101", "101_ObjectCategories"), "per_class",
+                 "Caltech-101 objects: 101 classes (background excluded); train_per_class per class to train, "
+                 "rest test.", "Caltech-101, {train_per_class} training images per class",
+                 {**CARVED, "size": SIZE, "train_per_class": at_least(2, 30)}, official=(),
+                 labels=attrgetter("y"), classes=attrgetter("categories"), metric="balanced_accuracy"),
+    CatalogEntry("fgvc_aircraft", tvd.FGVCAircraft,
+                 under("fgvc-aircraft-2013b/data", "images", "variants.txt", "images_variant_train.txt",
+                       "images_variant_val.txt", "images_variant_test.txt"), "official_train_val_test",
+                 "FGVC Aircraft: official 3,334 train / 3,333 val / 3,333 test photos, 100 variants (from disk).",
+                 "FGVC Aircraft photos, {annotation_level} labels",
+                 {**OFFICIAL_VAL, "annotation_level": Option("variant", lambda v: v in AIRCRAFT_LEVELS,
+                                                             f"choose from: {', '.join(AIRCRAFT_LEVELS)}"),
+                  "size": SIZE}, official=TRAIN_VAL_TEST, class_args=("annotation_level",),
+                 metric="balanced_accuracy"),
+    CatalogEntry("stanford_cars", tvd.StanfordCars,
+                 under("stanford_cars", "devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train",
+                       "cars_test", "cars_test_annos_withlabels.mat"), "train_test",
+                 "Stanford Cars: 8,144 train / 8,041 test photos, 196 make-model-year classes (from disk).",
+                 "Stanford Cars photos", {**CARVED, "size": SIZE},
+                 labels=lambda d: [label for _, label in d._samples],
+                 manual="its original URL is gone; put devkit/, cars_train/, cars_test/ and "
+                        "cars_test_annos_withlabels.mat (e.g. from a Kaggle mirror) under {root}/stanford_cars"),
+    CatalogEntry("sun397", tvd.SUN397, ("SUN397/ClassName.txt",), "per_class",
+                 "SUN397 scenes: 397 classes, 50 train + 50 test images per class drawn as the official partitions "
+                 "(from disk).", "SUN397 scenes, {train_per_class}/{test_per_class} per class",
+                 {**CARVED, "size": SIZE, "train_per_class": at_least(2, 50),
+                  "test_per_class": at_least(0, 50, " (0: the rest)")}, official=(),
+                 order=lambda d: np.argsort([str(p) for p in d._image_files], kind="stable")),
+    CatalogEntry("imagenet_subset", ChosenClassFolder, under("imagenet", "train", "val"), "imagenet_subset",
+                 "ImageNet classes chosen at random by class_seed (classes from position first); test is the "
+                 "official val.", "ImageNet, {classes} classes (class_seed {class_seed}, from {first})",
+                 {"classes": at_least(2, 20), "first": at_least(0, 0), "class_seed": Option(0), **CARVED,
+                  "size": SIZE}, official=("train", "val"), split_arg="folder", folder="imagenet",
+                 labels=attrgetter("targets"),
+                 manual="ImageNet is not downloadable without an account; put ILSVRC2012 train/ and val/ as one "
+                        "folder per class (wnid, e.g. n01440764/) under {root}/imagenet"),
+)
 
-
-@catalogued("sun397", ["SUN397/ClassName.txt"], fetch=lambda root: tvd.SUN397(str(root), download=True))
-def sun397(root: str, split_seed: int = 0, val: float = 0.1, protocol: str = "standard", size: int = 224,
-           train_per_class: int = 50, test_per_class: int = 50) -> DatasetBundle:
-    """SUN397 scenes: 397 classes, 50 train + 50 test images per class drawn as the official partitions (from disk)."""
-    _check_size("sun397", size)
-    _option("sun397", "train_per_class", train_per_class, train_per_class >= 2, "must be >= 2")
-    _option("sun397", "test_per_class", test_per_class, test_per_class >= 0, "must be >= 0 (0: the rest)")
-    base = require("sun397", root)
-    ds = _open("sun397", tvd.SUN397, base)
-    order = np.argsort([str(p) for p in ds._image_files], kind="stable")  # rglob order is the file system's
-    every = FileSplit.of(ds, ds._labels, size, order=order)
-    tr, te = per_class_split(every.labels.numpy(), train_per_class, test_per_class, split_seed)
-    return make_bundle("sun397", every.take(tr), every.take(te), ds.classes, split_seed, protocol, val,
-                       description=f"SUN397 scenes, {train_per_class}/{test_per_class} per class")
-
-
-class ChosenClassFolder(tvd.ImageFolder):
-    """torchvision's ImageFolder restricted to the chosen class folders (the others are never scanned)."""
-
-    def __init__(self, root: str, chosen: Sequence[str]) -> None:
-        self.chosen = list(chosen)
-        super().__init__(root)
-
-    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
-        return self.chosen, {c: i for i, c in enumerate(self.chosen)}
-
-
-@catalogued("imagenet_subset", ["imagenet/train", "imagenet/val"],
-            manual="ImageNet is not downloadable without an account; put ILSVRC2012 train/ and val/ as one folder "
-                   "per class (wnid, e.g. n01440764/) under {root}/imagenet")
-def imagenet_subset(root: str, split_seed: int = 0, classes: int = 20, first: int = 0, class_seed: int = 0,
-                    val: float = 0.1, protocol: str = "standard", size: int = 224) -> DatasetBundle:
-    """ImageNet classes chosen at random by class_seed (classes from position first); test is the official val."""
-    _check_size("imagenet_subset", size)
-    _option("imagenet_subset", "classes", classes, classes >= 2, "must be >= 2")
-    _option("imagenet_subset", "first", first, first >= 0, "must be >= 0")
-    base = require("imagenet_subset", root)
-    train_dir = base / "imagenet" / "train"
-    wnids = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
-    _option("imagenet_subset", "classes", classes, first + classes <= len(wnids),
-            f"first + classes must be <= the {len(wnids)} class folders in {train_dir}")
-    order = np.random.default_rng(class_seed).permutation(len(wnids))
-    chosen = sorted(wnids[i] for i in order[first:first + classes])
-    parts = {s: _open("imagenet_subset", ChosenClassFolder, base / "imagenet" / s, chosen=chosen)
-             for s in ("train", "val")}
-    files = {s: FileSplit.of(d, d.targets, size) for s, d in parts.items()}
-    return make_bundle("imagenet_subset", files["train"], files["val"], chosen, split_seed, protocol, val,
-                       description=f"ImageNet, {classes} classes (class_seed {class_seed}, from {first})")
+CATALOG: dict[str, CatalogEntry] = {entry.name: entry for entry in CATALOGUE}
+for _entry in CATALOGUE:
+    DATASETS.register(_entry.name, _entry.about)(_entry)

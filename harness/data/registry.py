@@ -2,8 +2,8 @@
 
 A dataset is named by a spec string `name[:arg][?key=value&...]`: `digits`, `digits:5-9` (a class
 subset, labels re-indexed), `shapes?per_class=100&size=48`, `folder:/data/flowers`, `cifar100?protocol=vtab1k`.
-Small datasets are `Split`s of in-memory uint8 tensors; large photo collections (harness.catalog) are
-`FileSplit`s decoded on demand (harness.lazy). Both offer the same interface, used by the engine.
+Small datasets are `Split`s of in-memory uint8 tensors; large photo collections (harness.data.catalog) are
+`FileSplit`s decoded on demand (harness.data.files). Both offer the same interface, used by the engine.
 """
 
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
@@ -40,22 +40,34 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
 INTERNAL_PARAMS = ("path", "split_seed", "root")
 
 
-def _call_with_options(spec: str, factory: Callable[..., DatasetBundle], arg: str | None,
-                       options: dict[str, str], split_seed: int, needs_path: bool, root: str) -> DatasetBundle:
+def dataset_options(name: str) -> dict[str, Any]:
+    """The options a dataset's spec may set (`?key=value`) with their defaults, in the order `harness list` shows
+    them: what its factory declares as `defaults` (a catalogue entry), else the factory's keyword parameters."""
+    factory = DATASETS.get(name)
+    declared = getattr(factory, "defaults", None)
+    if declared is not None:
+        return dict(declared)
     params = inspect.signature(factory).parameters
-    allowed = [p for p in params if p not in INTERNAL_PARAMS]
+    return {key: p.default for key, p in params.items() if key not in INTERNAL_PARAMS}
+
+
+def _call_with_options(spec: str, name: str, arg: str | None, options: dict[str, str], split_seed: int,
+                       root: str) -> DatasetBundle:
+    """The dataset's factory called with the spec's options, each parsed to its default's type."""
+    factory = DATASETS.get(name)
+    defaults = dataset_options(name)
     kwargs: dict[str, object] = {"split_seed": split_seed}
-    if "root" in params:
+    if "root" in inspect.signature(factory).parameters:
         kwargs["root"] = root
     for key, value in options.items():
-        if key not in allowed:
-            raise ConfigError(f"dataset '{spec}': unknown option '{key}'; allowed: {', '.join(allowed) or 'none'}")
-        default = params[key].default
+        if key not in defaults:
+            raise ConfigError(f"dataset '{spec}': unknown option '{key}'; allowed: {', '.join(defaults) or 'none'}")
         try:
-            kwargs[key] = type(default)(value)
+            kwargs[key] = type(defaults[key])(value)
         except ValueError:
-            raise ConfigError(f"dataset '{spec}': option {key}={value!r} must be {type(default).__name__}") from None
-    if needs_path:
+            raise ConfigError(f"dataset '{spec}': option {key}={value!r} must be "
+                              f"{type(defaults[key]).__name__}") from None
+    if name in PATH_DATASETS:
         if not arg:
             raise ConfigError(f"dataset '{spec}': needs a path, e.g. folder:/data/my_images")
         kwargs["path"] = arg
@@ -65,9 +77,8 @@ def _call_with_options(spec: str, factory: Callable[..., DatasetBundle], arg: st
 @functools.lru_cache(maxsize=8)
 def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
     name, arg, options = parse_spec(spec)
-    factory = DATASETS.get(name)
     needs_path = name in PATH_DATASETS
-    bundle = _call_with_options(spec, factory, arg if needs_path else None, options, split_seed, needs_path, root)
+    bundle = _call_with_options(spec, name, arg if needs_path else None, options, split_seed, root)
     if not needs_path and arg is not None:
         bundle = class_subset(bundle, arg)
     return replace(bundle, name=spec)
