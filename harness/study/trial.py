@@ -97,7 +97,8 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
     try:
         trainer.fit()
     except Exception as e:  # noqa: BLE001 - only the start-up timeout is translated; the rest re-raised
-        if "WorkerGroupStartupTimeoutError" not in f"{type(e).__name__} {e}":
+        failure = getattr(e, "controller_failure", e)
+        if type(failure).__name__ != "WorkerGroupStartupTimeoutError":
             raise
         import ray
 
