@@ -61,8 +61,10 @@ def _panels(n: int, width: float = 4.2, height: float = 3.2) -> tuple[plt.Figure
     return fig, list(axes[0])
 
 
-def plot_accuracy(df: pd.DataFrame) -> str:
-    d = _with_target(df)
+def plot_accuracy(df: pd.DataFrame) -> str | None:
+    d = _with_target(df).dropna(subset=["test_score"])
+    if d.empty:  # no cell had a winner with finals
+        return None
     targets = _targets(d)
     fig, axes = _panels(len(targets))
     for ax, t in zip(axes, targets):
@@ -78,10 +80,12 @@ def plot_accuracy(df: pd.DataFrame) -> str:
     return _png(fig)
 
 
-def plot_cost(df: pd.DataFrame) -> tuple[str, str]:
+def plot_cost(df: pd.DataFrame) -> tuple[str | None, str]:
     d = _with_target(df).dropna(subset=["test_score"])
     gpu = bool((d.search_gpu_hours > 0).any())
     col, label = (("search_gpu_hours", "search GPU-hours") if gpu else ("train_seconds", "training seconds per run"))
+    if d.empty:
+        return None, label
     targets = _targets(d)
     fig, axes = _panels(len(targets))
     for ax, t in zip(axes, targets):

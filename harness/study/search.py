@@ -25,7 +25,8 @@ from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
-from harness.study.trial import RUNNER_KEY, tune_trial  # noqa: E402
+from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, release_train_resources, schedule_timeout_s,
+                                 tune_trial)  # noqa: E402
 
 CONNECT_TIMEOUT_S = 10
 
@@ -117,9 +118,11 @@ class TrialCallback(tune.Callback):
             sink(trial.config, status, None if status == "error" else r.get(self.metric), r.get("time_total_s", 0.0))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        release_train_resources(trial.trial_id)
         self._send(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        release_train_resources(trial.trial_id)
         self._send(trial, "error")
 
 
@@ -139,19 +142,21 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
     """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`.
     `search_alg` carries the limit on trials at once: Tune ignores max_concurrent_trials for a generator
     it is given."""
-    trial_resources = ({"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
-                       if resources.workers_per_trial <= 1 else {"cpu": 0.01})
+    multi = resources.workers_per_trial > 1
+    trial_resources = {"cpu": TRIAL_FUNCTION_CPU} if multi else {"cpu": resources.cpus_per_trial,
+                                                                 "gpu": resources.gpus_per_trial}
     trainable = tune.with_resources(tune_trial, trial_resources)
     path = f"{storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   param_space=param_space)
-    # reuse_actors: a fresh process per trial re-imports torch (4 one-epoch trials: 28.6 s -> 8.4 s)
+    # reuse_actors: a fresh process per trial re-imports torch (4 one-epoch trials: 28.6 s -> 8.4 s); not for a
+    # multi-worker trial, whose function trainable cannot reset its Ray Train run (Tune then stalls)
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=scheduler,
-                                    search_alg=search_alg, reuse_actors=True,
+                                    search_alg=search_alg, reuse_actors=not multi,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
                                   callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0)),
@@ -206,7 +211,7 @@ def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
     """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
     r = cell.resources
     return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage,
-            "teachers": str(teachers_dir())}
+            "teachers": str(teachers_dir()), "schedule_timeout_s": schedule_timeout_s()}
 
 
 def cell_fields(cell: Cell) -> dict[str, Any]:

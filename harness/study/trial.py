@@ -4,6 +4,7 @@ the workers of a Ray Train `TorchTrainer` (DDP) when a trial has more than one w
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from harness.train.loop import Hooks, train_loop
@@ -12,6 +13,10 @@ from harness.core.config import TrialConfig
 from harness.data.root import use_teachers_dir
 
 RUNNER_KEY = "_runner"
+TRIAL_FUNCTION_CPU = 0.01  # what a multi-worker trial's own function holds; its workers' share is reduced by it
+SCHEDULE_TIMEOUT_ENV = "HARNESS_SCHEDULE_TIMEOUT_S"
+DEFAULT_SCHEDULE_TIMEOUT_S = 600.0
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 JOB_KEY = "_job"
 CELL_KEY = "_cell"  # a packed final run names its cell
 
@@ -58,22 +63,91 @@ def tune_trial(config: dict[str, Any]) -> None:
     _fit_torch_trainer(trial_config, runner, tune.get_context().get_trial_id())
 
 
+def worker_resources(runner: dict[str, Any]) -> dict[str, float]:
+    """Each Ray Train worker's resources: the trial's CPUs per worker less an equal part of what the trial
+    function itself holds, so that a trial needs exactly workers x cpus_per_trial CPUs in all."""
+    cpus = runner["cpus"] - TRIAL_FUNCTION_CPU / runner["workers"]
+    return {"CPU": round(cpus, 6), **({"GPU": runner["gpus"]} if runner["gpus"] else {})}
+
+
+def schedule_timeout_s() -> float:
+    """How long a multi-worker trial waits for its workers' resources before it fails with a message."""
+    return float(os.environ.get(SCHEDULE_TIMEOUT_ENV) or DEFAULT_SCHEDULE_TIMEOUT_S)
+
+
 def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: str) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    timeout = runner.get("schedule_timeout_s", DEFAULT_SCHEDULE_TIMEOUT_S)
+    os.environ[START_TIMEOUT_ENV] = str(timeout)  # read by the Train controller this process starts
+    resources = worker_resources(runner)
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"], "final": runner.get("final", False),
                            "teachers": runner.get("teachers")},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
-            resources_per_worker={"CPU": runner["cpus"], **({"GPU": runner["gpus"]} if runner["gpus"] else {})}),
+        scaling_config=ray.train.ScalingConfig(num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
+                                               resources_per_worker=resources),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=runner["storage"],
-                                       callbacks=[TuneReportCallback()]),
+                                       callbacks=[TuneReportCallback(), *_placement_group_recorder(trial_id)],
+                                       failure_config=ray.train.FailureConfig(max_failures=0,
+                                                                              controller_failure_limit=0)),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - only the start-up timeout is translated; the rest re-raised
+        failure = getattr(e, "controller_failure", e)
+        if type(failure).__name__ != "WorkerGroupStartupTimeoutError":
+            raise
+        import ray
+
+        raise RuntimeError(f"the trial's {runner['workers']} workers ({resources} each) could not be scheduled "
+                           f"within {timeout:g} s ({SCHEDULE_TIMEOUT_ENV}); the cluster has "
+                           f"{ray.cluster_resources()}, free {ray.available_resources()}") from None
+
+
+PG_KEY_PREFIX = b"harness/train-pg/"
+
+
+def _placement_group_recorder(trial_id: str) -> list[Any]:
+    """A Ray Train callback that records the placement group of the trial's workers under the trial's id.
+
+    When Tune stops a multi-worker trial (ASHA) it kills the trial's process, and with it the Train
+    controller, before the controller removes its workers' placement group; Train's own cleaner needs Ray's
+    State API (the dashboard), so without it the group and its CPUs/GPUs would stay reserved and the next
+    trial would wait forever. The record lets the Tune side release it (`release_train_resources`)."""
+    try:
+        from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+    except ImportError:  # another Ray Train version: nothing recorded, Train's own cleaner is all there is
+        return []
+
+    class RecordPlacementGroup(WorkerGroupCallback):
+        def after_worker_group_start(self, worker_group: Any) -> None:
+            from ray.experimental.internal_kv import _internal_kv_put
+
+            pg = worker_group.get_worker_group_state().placement_group_handle.placement_group
+            _internal_kv_put(PG_KEY_PREFIX + trial_id.encode(), pg.id.hex().encode(), overwrite=True)
+
+    return [RecordPlacementGroup()]
+
+
+def release_train_resources(trial_id: str) -> bool:
+    """Remove the placement group a finished, stopped or failed multi-worker trial left; True if one was left."""
+    from ray._raylet import PlacementGroupID
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    key = PG_KEY_PREFIX + trial_id.encode()
+    value = _internal_kv_get(key)
+    if value is None:
+        return False
+    _internal_kv_del(key)
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(value.decode())))
+    if placement_group_table(pg).get("state") in (None, "REMOVED"):
+        return False
+    remove_placement_group(pg)
+    return True
 
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
