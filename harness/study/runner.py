@@ -11,13 +11,14 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
 
 from harness.core.errors import ConfigError
-from harness.study.progress import Progress
+from harness.results.records import CellRecord, FinalRecord, TrialRecord
 from harness.results.store import RunStore
+from harness.study.progress import Progress
 from harness.study.suite import Cell, SuiteSpec, apply_overrides, cells, load_suite, suite_from_dict
 
 RESOLVED_SUITE = "suite.yaml"
@@ -120,32 +121,37 @@ def prepare_sources(suite: SuiteSpec, out_dir: str, log: Callable[[str], None]) 
 
 
 def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,
-              progress: Progress | None = None) -> list[dict[str, Any]]:
+              progress: Progress | None = None) -> list[CellRecord]:
     """Search every cell not finished in `store` (recognised by its hash), then run all their finals together."""
     from harness.study.finals import pending_jobs, run_finals
     from harness.study.search import best_trial, cell_record, describe, search_cells, storage_path
 
     progress = progress or Progress()
     where = storage_path(store, storage)
-    earlier: dict[str, dict[str, list[dict[str, Any]]]] = {"cell": {}, "trial": {}, "final": {}}
+    done: dict[str, CellRecord] = {}
+    earlier_trials: dict[str, list[TrialRecord]] = {}
+    finals: dict[str, list[FinalRecord]] = {}
     for r in store.records():  # read once: an earlier run's cells, trials and finals
-        earlier.get(r["kind"], {}).setdefault(r["cell_id"], []).append(r)
-    done = {cid: rs[-1] for cid, rs in earlier["cell"].items()}
+        if isinstance(r, CellRecord):
+            done[r.cell_id] = r
+        elif isinstance(r, TrialRecord):
+            earlier_trials.setdefault(r.cell_id, []).append(r)
+        elif isinstance(r, FinalRecord):
+            finals.setdefault(r.cell_id, []).append(r)
     progress.total_cells = len(cs)
-    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in earlier["trial"] else c.num_trials)
+    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in earlier_trials else c.num_trials)
                                 for c in cs if c.cell_id not in done)
-    records: dict[str, dict[str, Any]] = {}
-    searched = []
+    records: dict[str, CellRecord] = {}
+    searched: list[tuple[int, Cell, list[TrialRecord], TrialRecord]] = []
 
-    def searched_cell(i: int, cell: Cell, trials: list[dict[str, Any]]) -> None:
+    def searched_cell(i: int, cell: Cell, trials: list[TrialRecord]) -> None:
         best = best_trial(trials, cell.search.mode)
         if best is None:
-            records[cell.cell_id] = record = cell_record(cell, trials, None, [])
-            store.append([record])
-            progress.say(f"{progress.cell(i, cell.label)}  NO WINNER: {record['reason']}")
+            records[cell.cell_id] = store.append([cell_record(cell, trials, None, [])])[0]
+            progress.say(f"{progress.cell(i, cell.label)}  NO WINNER: {records[cell.cell_id].reason}")
             return
-        progress.say(f"{progress.cell(i, cell.label)}  search done: best {cell.search.metric} {best['value']:.4f} "
-                     f"({describe(best['config'], cell)})")
+        progress.say(f"{progress.cell(i, cell.label)}  search done: best {cell.search.metric} {best.value:.4f} "
+                     f"({describe(best.config, cell)})")
         searched.append((i, cell, trials, best))
 
     todo = []
@@ -153,8 +159,8 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         if cell.cell_id in done:
             progress.say(f"{progress.cell(i, cell.label)}  already finished in {store.dir}; skipped")
             records[cell.cell_id] = done[cell.cell_id]
-        elif cell.cell_id in earlier["trial"]:
-            searched_cell(i, cell, earlier["trial"][cell.cell_id])
+        elif cell.cell_id in earlier_trials:
+            searched_cell(i, cell, earlier_trials[cell.cell_id])
         else:
             todo.append((i, cell))
     parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
@@ -163,27 +169,25 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         searched_cell(i, cell, trials)
 
     searched.sort(key=lambda s: s[0])
-    finals = earlier["final"]
     jobs = [job for _, cell, _, best in searched
-            for job in pending_jobs(cell, best, {r["seed"] for r in finals.get(cell.cell_id, [])})]
+            for job in pending_jobs(cell, best, {r.seed for r in finals.get(cell.cell_id, [])})]
     for r in run_finals(jobs, store, where, progress, verbose) if jobs else []:
-        finals.setdefault(r["cell_id"], []).append(r)
+        finals.setdefault(r.cell_id, []).append(r)
     for i, cell, trials, best in searched:
-        runs = sorted(finals.get(cell.cell_id, []), key=lambda r: r["seed"])
-        records[cell.cell_id] = record = cell_record(cell, trials, best, runs)
-        store.append([record])
-        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(record, cell, runs)}")
+        runs = sorted(finals.get(cell.cell_id, []), key=lambda r: r.seed)
+        records[cell.cell_id] = store.append([cell_record(cell, trials, best, runs)])[0]
+        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(records[cell.cell_id], cell, runs)}")
     return [records[c.cell_id] for c in cs]
 
 
-def _summary(record: dict[str, Any], cell: Cell, runs: list[dict[str, Any]]) -> str:
+def _summary(record: CellRecord, cell: Cell, runs: list[FinalRecord]) -> str:
     from harness.results.stats import mean_confidence_interval
     from harness.study.search import describe
 
-    tests = [f["test"]["accuracy"] for f in runs if f.get("test")]
+    tests = [f.test["accuracy"] for f in runs if f.test]
     mean, half = mean_confidence_interval(tests)
     ci = "" if math.isnan(half) else f" ± {half:.4f}"
-    return (f"best {record['metric']} {record['best_value']:.4f} ({describe(record['best_config'], cell)}); "
-            f"{record['trials']} trials ({record['trials_stopped_early']} stopped early, "
-            f"{record['trials_errored']} errored, {record['trials_diverged']} diverged); "
+    return (f"best {record.metric} {record.best_value:.4f} ({describe(record.best_config or {}, cell)}); "
+            f"{record.trials} trials ({record.trials_stopped_early} stopped early, "
+            f"{record.trials_errored} errored, {record.trials_diverged} diverged); "
             f"test accuracy {mean:.4f}{ci} over {len(tests)} seeds")
