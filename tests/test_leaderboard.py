@@ -12,6 +12,7 @@ import pytest
 
 from harness.results import leaderboard as lb
 from harness.cli import main
+from harness.results.records import CellRecord, FinalRecord, TrialRecord
 from harness.results.report import pareto_front
 from harness.results.store import RunStore
 
@@ -37,20 +38,22 @@ def records_for(key, accs, shift=0.0, metric=None):
               "backbone": "resnet8", "weights": "none" if method == "scratch" else "checkpoint:src.pt"}
     out = []
     for n, lr in enumerate([0.01, 0.05, 0.2]):
-        out.append({"kind": "trial", **fields, "trial_id": f"t{n}", "status": "ok" if n else "stopped_early",
-                    "config": {"lr": lr}, "metric": "val_accuracy", "value": 0.5 + 0.1 * n, "trial_seconds": 2.0,
-                    "history": [{"epoch": e, "val_accuracy": 0.3 + 0.1 * e + 0.05 * n} for e in (1, 2, 3)]})
+        out.append(TrialRecord(**fields, trial_id=f"t{n}", status="ok" if n else "stopped_early",
+                               config={"lr": lr}, metric="val_accuracy", value=0.5 + 0.1 * n, trial_seconds=2.0,
+                               history=[{"epoch": e, "val_accuracy": 0.3 + 0.1 * e + 0.05 * n} for e in (1, 2, 3)]))
     for seed, acc in enumerate(accs):
-        out.append({"kind": "final", **fields, "seed": seed, "status": "ok",
-                    "test": {"accuracy": acc + shift, "balanced_accuracy": acc, "macro_f1": acc - 0.01,
-                             "roc_auc": 0.99, "nll": 0.3, "ece": 0.02},
-                    **({"data": {"metric": metric}} if metric else {}),
-                    "cost": {"params_total": 78000, "params_trainable": 650 if method == "linear_probe" else 78000,
-                             "train_seconds": 10.0 + seed, "train_images_per_s": 1000.0, "peak_memory_mb": 500.0 + seed}})
-    out.append({"kind": "cell", **fields, "status": "ok", "trials": 3, "trials_completed": 2,
-                "trials_stopped_early": 1, "trials_errored": 0, "trials_diverged": 0, "trial_seconds": 6.0,
-                "gpus_per_trial": 0.0, "best_value": 0.7, "best_trial_id": "t2",
-                "best_config": {"lr": 0.2, "epochs": 6}, "space": {"lr": {"loguniform": [0.01, 0.3]}, "epochs": 6}})
+        out.append(FinalRecord(**fields, seed=seed, status="ok",
+                               test={"accuracy": acc + shift, "balanced_accuracy": acc, "macro_f1": acc - 0.01,
+                                     "roc_auc": 0.99, "nll": 0.3, "ece": 0.02},
+                               data={"metric": metric} if metric else None,
+                               cost={"params_total": 78000,
+                                     "params_trainable": 650 if method == "linear_probe" else 78000,
+                                     "train_seconds": 10.0 + seed, "train_images_per_s": 1000.0,
+                                     "peak_memory_mb": 500.0 + seed}))
+    out.append(CellRecord(**fields, status="ok", trials=3, trials_completed=2, trials_stopped_early=1,
+                          trials_errored=0, trials_diverged=0, trial_seconds=6.0, gpus_per_trial=0.0, best_value=0.7,
+                          best_trial_id="t2", best_config={"lr": 0.2, "epochs": 6},
+                          space={"lr": {"loguniform": [0.01, 0.3]}, "epochs": 6}))
     return out
 
 
@@ -98,8 +101,8 @@ def test_the_headline_is_the_metric_the_dataset_literature_reports(tmp_path):
     for method, accs in (("finetune", [0.90, 0.92, 0.94]), ("scratch", [0.95, 0.95, 0.96])):
         recs = records_for(("pets", 0, method), accs, metric="balanced_accuracy")
         for r in recs:  # mean per-class accuracy reverses the order that plain accuracy gives
-            if r["kind"] == "final":
-                r["test"]["balanced_accuracy"] = r["test"]["accuracy"] - (0.0 if method == "finetune" else 0.2)
+            if isinstance(r, FinalRecord):
+                r.test["balanced_accuracy"] = r.test["accuracy"] - (0.0 if method == "finetune" else 0.2)
         store.append(recs)
     df = lb.load([store.dir])
     ft, sc = row(df, "pets", "finetune"), row(df, "pets", "scratch")
@@ -112,7 +115,7 @@ def test_summary_matrix_averages_ranks_and_accuracy_across_datasets(run):
     assert list(m.index) == ["finetune/resnet8", "scratch/resnet8", "linear_probe/resnet8"]
     assert m.loc["finetune/resnet8", "avg_rank"] == 1.5 and m.loc["scratch/resnet8", "avg_rank"] == 2.0
     assert m.loc["linear_probe/resnet8", "avg_score"] == pytest.approx((0.90 + 0.55) / 2)
-    assert m.loc["scratch/resnet8", "digits:5-9@10"] == pytest.approx(0.72)
+    assert m.loc["scratch/resnet8", "digits:5-9@10/class"] == pytest.approx(0.72)
 
 
 def test_merging_runs_keeps_an_overlapping_cell_once_from_the_first_run(tmp_path):
@@ -222,10 +225,10 @@ def test_a_corrupt_line_warns_on_one_line_from_the_cli(run, capsys):
 def test_an_unknown_schema_version_is_refused(run, capsys):
     path = run / "records.jsonl"
     lines = path.read_text().splitlines()
-    lines[0] = lines[0].replace('"schema": 1', '"schema": 7')
+    lines[0] = lines[0].replace('"schema": 2', '"schema": 7')
     path.write_text("\n".join(lines) + "\n")
     assert main(["leaderboard", str(run)]) == 2
-    assert "records of schema version 7; this harness reads version 1" in capsys.readouterr().err
+    assert "records of schema version 7; this harness reads versions 1 and 2" in capsys.readouterr().err
 
 
 def test_bad_filters_sort_and_format(run, capsys):

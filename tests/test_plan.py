@@ -7,6 +7,7 @@ import yaml
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
+from harness.results.records import FinalRecord, SourceRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.plan import FinalJob, PreparationJob, SearchJob, SourceJob, build_plan, describe, done_jobs
 from harness.study.suite import suite_from_dict
@@ -80,7 +81,9 @@ def test_done_jobs_come_from_files_and_records(tmp_path):
     source.path.write_bytes(b"x")
     cell = plan.cells[0]
     store = RunStore(tmp_path / "run")
-    store.append([{"kind": "trial", "cell_id": cell.cell_id}, {"kind": "final", "cell_id": cell.cell_id, "seed": 1}])
+    ident = {"cell_id": cell.cell_id, "dataset": "digits:0-4", "samples_per_class": 0, "method": "finetune",
+             "backbone": "resnet8", "weights": cell.weights}
+    store.append([TrialRecord(**ident, trial_id="t0", status="ok"), FinalRecord(**ident, seed=1, status="ok")])
     done = done_jobs(plan, store.records())
     finals = {j.seed: j.job_id for j in plan.of_kind("final") if j.cell.cell_id == cell.cell_id}
     assert done == {source.job_id, cell.cell_id, finals[1]}
@@ -113,6 +116,8 @@ def test_run_trains_teachers_first_and_resume_skips_every_job(tmp_path, capsys):
         teachers = list((out / "teachers").glob("*.pt"))
         assert len(teachers) == 1 and "teacher resnet8 on digits:0-4 (1 epochs, seed 0): trained" in printed
         run_dir = next(d for d in out.iterdir() if d.name.startswith("d-"))
+        (record,) = RunStore(run_dir).records(SourceRecord)
+        assert record.role == "teacher" and record.path == str(teachers[0]) and record.val_accuracy is not None
         before = teachers[0].stat().st_mtime_ns
         assert main(["run", "--resume", str(run_dir), "--results-dir", str(out), "--dry-run"]) == 0
         assert "3 of 3 jobs done" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -14,7 +15,9 @@ import yaml
 ray = pytest.importorskip("ray")
 
 from harness.cli import main  # noqa: E402
+from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import read_records  # noqa: E402
+from harness.study.search import TrialCallback, outcome, trial_callback, trial_status  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +59,22 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
     # Tune's artefacts: one search per cell, then the finals of both cells in one Tuner
     assert len(list(shared.glob("search-*"))) == 2 and len(list(shared.glob("final-*"))) == 1
     lines = (run_dir / "records.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]  # every line is strict JSON
-    cells = [r for r in records if r["kind"] == "cell"]
-    assert [c["method"] for c in cells] == ["scratch", "linear_probe"]
+    raw = [json.loads(line) for line in lines]  # every line is strict JSON
+    assert all(r["schema"] == 2 and r["run_id"] == run_dir.name and r["kind"] for r in raw)
+    assert all("test" not in r for r in raw if r["kind"] == "trial")  # the search never sees test
+    records = read_records(run_dir / "records.jsonl")
+    cells = [r for r in records if isinstance(r, CellRecord)]
+    assert [c.method for c in cells] == ["scratch", "linear_probe"]
     for cell in cells:
-        trials = [r for r in records if r["kind"] == "trial" and r["cell_id"] == cell["cell_id"]]
-        finals = [r for r in records if r["kind"] == "final" and r["cell_id"] == cell["cell_id"]]
-        assert cell["status"] == "ok" and cell["trials"] == len(trials) == 2
-        assert cell["best_value"] == max(t["value"] for t in trials if t["status"] == "ok")
-        assert sorted(f["seed"] for f in finals) == [0, 1]
-        assert all(f["test"]["accuracy"] > 0.3 and f["config"]["evaluate_test"] for f in finals)
-        assert all(t["val"] and "test" not in t for t in trials)  # the search never sees test
-        assert cell["trial_seconds"] > 0
-    assert all(r["schema"] == 1 and r["run_id"] == run_dir.name for r in records)
+        trials = [r for r in records if isinstance(r, TrialRecord) and r.cell_id == cell.cell_id]
+        finals = [r for r in records if isinstance(r, FinalRecord) and r.cell_id == cell.cell_id]
+        assert cell.status == "ok" and cell.trials == len(trials) == 2
+        assert cell.best_value == max(t.value for t in trials if t.status == "ok")
+        assert sorted(f.seed for f in finals) == [0, 1]
+        assert all(f.test["accuracy"] > 0.3 and f.config["evaluate_test"] for f in finals)
+        assert all(t.val for t in trials)
+        assert cell.trial_seconds > 0
+    assert all(r.run_id == run_dir.name for r in records)
     assert (run_dir / "suite.yaml").is_file()
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["torch"] and env["ray"] == ray.__version__
@@ -86,13 +92,13 @@ def test_asha_stops_bad_trials_early(ray_local, source_checkpoint, tmp_path):
                                  "dropout": 0.0, "weight_decay": 0.0005, "label_smoothing": 0.0})
     assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
     records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
-    cell = next(r for r in records if r["kind"] == "cell")
-    stopped = [r for r in records if r["kind"] == "trial" and r["status"] == "stopped_early"]
-    assert cell["trials_stopped_early"] == len(stopped) >= 1
-    assert all(r["epochs_completed"] < 4 for r in stopped)
-    assert cell["best_config"]["lr"] in (0.05, 0.03)
+    cell = next(r for r in records if isinstance(r, CellRecord))
+    stopped = [r for r in records if isinstance(r, TrialRecord) and r.status == "stopped_early"]
+    assert cell.trials_stopped_early == len(stopped) >= 1
+    assert all(r.epochs_completed < 4 for r in stopped)
+    assert cell.best_config["lr"] in (0.05, 0.03)
     # max_concurrent_trials=1 holds: each trial started after the previous one's last report
-    spans = sorted((r["finished_at"] - r["trial_seconds"], r["finished_at"]) for r in records if r["kind"] == "trial")
+    spans = sorted((r.finished_at - r.trial_seconds, r.finished_at) for r in records if isinstance(r, TrialRecord))
     assert all(start >= prev_end - 1.0 for (_, prev_end), (start, _) in zip(spans, spans[1:])), spans
 
 
@@ -104,12 +110,12 @@ def test_errored_and_diverged_trials_are_recorded_and_never_win(ray_local, sourc
                                  "batch_size": 64, "label_smoothing": 0.0})
     assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
     records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
-    cell = next(r for r in records if r["kind"] == "cell")
-    trials = [r for r in records if r["kind"] == "trial"]
-    assert cell["trials_errored"] == 2 and cell["trials_diverged"] == 1 and cell["status"] == "ok"
-    errored = [t for t in trials if t["status"] == "error"]
-    assert all("warmup_epochs=50" in t["error"] for t in errored)
-    assert cell["best_config"]["lr"] == 0.05 and cell["best_config"]["warmup_epochs"] == 0.0
+    cell = next(r for r in records if isinstance(r, CellRecord))
+    trials = [r for r in records if isinstance(r, TrialRecord)]
+    assert cell.trials_errored == 2 and cell.trials_diverged == 1 and cell.status == "ok"
+    errored = [t for t in trials if t.status == "error"]
+    assert all("warmup_epochs=50" in t.error for t in errored)
+    assert cell.best_config["lr"] == 0.05 and cell.best_config["warmup_epochs"] == 0.0
 
 
 def test_two_worker_ray_train_trial(ray_local, source_checkpoint, tmp_path):
@@ -118,8 +124,8 @@ def test_two_worker_ray_train_trial(ray_local, source_checkpoint, tmp_path):
                       resources={"workers_per_trial": 2, "cpus_per_trial": 0.9}, overrides={"epochs": 1})
     assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
     records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
-    final = next(r for r in records if r["kind"] == "final")
-    assert final["status"] == "ok" and final["cost"]["workers"] == 2 and final["test"]["accuracy"] > 0.3
+    final = next(r for r in records if isinstance(r, FinalRecord))
+    assert final.status == "ok" and final.cost["workers"] == 2 and final.test["accuracy"] > 0.3
 
 
 def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source_checkpoint, tmp_path):
@@ -135,29 +141,50 @@ def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source
         dirs = [d for d in out.glob("tiny-*")] if out.exists() else []
         if dirs and (dirs[0] / "records.jsonl").exists():
             run_dir = dirs[0]
-            if any(r["kind"] == "trial" for r in read_records(run_dir / "records.jsonl")):
+            if any(isinstance(r, TrialRecord) for r in read_records(run_dir / "records.jsonl")):
                 break
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert run_dir is not None, "the run never finished its first cell's search"
     before = read_records(run_dir / "records.jsonl")
-    searched = {r["cell_id"] for r in before if r["kind"] == "trial"}
-    first_trials = sorted(r["trial_id"] for r in before if r["kind"] == "trial")
-    assert len(searched) == 1 and not any(r["kind"] in ("final", "cell") for r in before)
+    searched = {r.cell_id for r in before if isinstance(r, TrialRecord)}
+    first_trials = sorted(r.trial_id for r in before if isinstance(r, TrialRecord))
+    assert len(searched) == 1 and not any(isinstance(r, (FinalRecord, CellRecord)) for r in before)
 
     assert main(["run", "--resume", str(run_dir)]) == 0
     after = read_records(run_dir / "records.jsonl")
-    cells = [r for r in after if r["kind"] == "cell"]
-    assert [c["method"] for c in cells] == ["scratch", "linear_probe"] and all(c["status"] == "ok" for c in cells)
+    cells = [r for r in after if isinstance(r, CellRecord)]
+    assert [c.method for c in cells] == ["scratch", "linear_probe"] and all(c.status == "ok" for c in cells)
     # the searched cell kept its trials (not searched again); the other was searched once; 2 finals each
-    assert sorted(r["trial_id"] for r in after if r["kind"] == "trial" and r["cell_id"] in searched) == first_trials
-    assert sum(1 for r in after if r["kind"] == "trial") == 4
-    assert sorted((r["method"], r["seed"]) for r in after if r["kind"] == "final") == [
+    trials = [r for r in after if isinstance(r, TrialRecord)]
+    assert sorted(r.trial_id for r in trials if r.cell_id in searched) == first_trials
+    assert len(trials) == 4
+    assert sorted((r.method, r.seed) for r in after if isinstance(r, FinalRecord)) == [
         ("linear_probe", 0), ("linear_probe", 1), ("scratch", 0), ("scratch", 1)]
 
     assert main(["run", "--resume", str(run_dir)]) == 0  # a finished run: nothing is run again
     assert read_records(run_dir / "records.jsonl") == after
+
+
+def test_one_function_says_how_a_trial_ended():
+    summary = '{"status": "ok", "val": {"accuracy": 0.9}}'
+    assert trial_status({"status": "ok", "summary": summary}) == "ok"
+    assert trial_status({"status": "running", "val_accuracy": 0.5}) == "stopped_early"
+    assert trial_status({"status": "diverged", "summary": summary}) == "diverged"
+    assert trial_status({"status": "diverged"}) == "diverged"
+    assert trial_status(None) == "stopped_early" and trial_status({"summary": summary}, failed=True) == "error"
+    done = SimpleNamespace(metrics={"status": "ok", "summary": summary}, error=None)
+    assert outcome(done) == ("ok", {"status": "ok", "val": {"accuracy": 0.9}}, None)
+    failed = SimpleNamespace(metrics={}, error=RuntimeError("boom\nwarmup_epochs=50: too long"))
+    assert outcome(failed) == ("error", None, "RuntimeError: warmup_epochs=50: too long")
+    sent = []  # the progress callback derives the same status from the trial's last result
+    callback = trial_callback("status-test", lambda *a: sent.append(a), "val_accuracy")
+    assert isinstance(callback, TrialCallback)
+    callback.on_trial_complete(0, [], SimpleNamespace(config={}, last_result={"status": "running",
+                                                                               "val_accuracy": 0.5}))
+    callback.on_trial_error(0, [], SimpleNamespace(config={}, last_result={"val_accuracy": 0.5}))
+    assert [(s[1], s[2]) for s in sent] == [("stopped_early", 0.5), ("error", None)]
 
 
 def test_unreachable_address_fails_fast(tmp_path, capsys):

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from harness.core.errors import ConfigError
-from harness.results.stats import mean_confidence_interval, welch_p_value
 from harness.core.files import atomic_write
+from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord, target_label
+from harness.results.stats import mean_confidence_interval, welch_p_value
 from harness.results.store import RunStore
 
 CELL_KEYS = ["dataset", "samples_per_class", "method", "backbone"]
@@ -26,16 +27,16 @@ TEST_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "nll", "
 class Records:
     """What the leaderboard reads from one or more run folders, duplicates dropped."""
 
-    finals: list[dict] = field(default_factory=list)
-    cells: list[dict] = field(default_factory=list)
-    trials: list[dict] = field(default_factory=list)
+    finals: list[FinalRecord] = field(default_factory=list)
+    cells: list[CellRecord] = field(default_factory=list)
+    trials: list[TrialRecord] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
 
 
 def load_records(run_dirs: Iterable[Path | str]) -> Records:
     """Final, cell and trial records of several runs. A cell found in several runs (same configuration
     hash) is kept once, with its finals and trials, from the first run that finished it."""
-    per_run: list[list[dict]] = []
+    per_run: list[list[Record]] = []
     runs = []
     for d in run_dirs:
         store = RunStore(d)
@@ -48,15 +49,16 @@ def load_records(run_dirs: Iterable[Path | str]) -> Records:
             raise ConfigError(f"{d}: records.jsonl holds no records yet (the run has not finished a trial)")
         runs.append(str(d))
         per_run.append(records)
-    cells: dict[str, dict] = {}
+    cells: dict[str, CellRecord] = {}
     owner: dict[str, int] = {}
     for i, records in enumerate(per_run):
         for r in records:
-            if r.get("kind") == "cell" and r["cell_id"] not in cells:
-                cells[r["cell_id"]], owner[r["cell_id"]] = r, i
-    mine = [r for i, records in enumerate(per_run) for r in records if owner.get(r.get("cell_id")) == i]
-    finals = {(r["cell_id"], r["seed"]): r for r in mine if r.get("kind") == "final"}
-    trials = {(r["cell_id"], r["trial_id"]): r for r in mine if r.get("kind") == "trial"}
+            if isinstance(r, CellRecord) and r.cell_id not in cells:
+                cells[r.cell_id], owner[r.cell_id] = r, i
+    mine = [r for i, records in enumerate(per_run) for r in records
+            if isinstance(r, (FinalRecord, TrialRecord)) and owner.get(r.cell_id) == i]
+    finals = {(r.cell_id, r.seed): r for r in mine if isinstance(r, FinalRecord)}
+    trials = {(r.cell_id, r.trial_id): r for r in mine if isinstance(r, TrialRecord)}
     return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs)
 
 
@@ -68,37 +70,37 @@ def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
 def frame(records: Records) -> pd.DataFrame:
     """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and ties."""
     finals, cells = records.finals, records.cells
-    by_cell: dict[str, list[dict]] = {}
+    by_cell: dict[str, list[FinalRecord]] = {}
     for r in finals:
-        by_cell.setdefault(r["cell_id"], []).append(r)
+        by_cell.setdefault(r.cell_id, []).append(r)
     rows = []
     for c in cells:
-        runs = [r for r in by_cell.get(c["cell_id"], []) if r.get("status") == "ok" and r.get("test")]
-        row = {k: c[k] for k in CELL_KEYS}
-        row.update(weights=c["weights"], seeds=len(runs), status=c["status"])
-        headline = next((r["data"]["metric"] for r in runs if (r.get("data") or {}).get("metric")), "accuracy")
+        runs = [r for r in by_cell.get(c.cell_id, []) if r.status == "ok" and r.test]
+        row = {k: getattr(c, k) for k in CELL_KEYS}
+        row.update(weights=c.weights, seeds=len(runs), status=c.status)
+        headline = next((r.data["metric"] for r in runs if (r.data or {}).get("metric")), "accuracy")
         for m in TEST_METRICS:
-            vals = [v for v in (r["test"].get(m) for r in runs) if v is not None]
+            vals = [v for v in (r.test.get(m) for r in runs) if v is not None]
             mean, half = mean_confidence_interval(vals)
             row[f"test_{m}"] = mean
             if m == "accuracy":
                 row["test_accuracy_ci95"] = half
             if m == headline:
                 row.update(metric=m, test_score=mean, test_score_ci95=half, _scores=vals)
-        cost = [r["cost"] for r in runs]
+        cost = [r.cost for r in runs]
         row.update(
-            val_best=c.get("best_value"),
+            val_best=c.best_value,
             params_total=cost[0]["params_total"] if cost else None,
             params_trainable=cost[0]["params_trainable"] if cost else None,
             train_seconds=float(np.mean([x["train_seconds"] for x in cost])) if cost else None,
             images_per_s=float(np.mean([x["train_images_per_s"] for x in cost])) if cost else None,
             peak_memory_mb=float(np.max([x["peak_memory_mb"] for x in cost])) if cost else None,
-            search_trials=c["trials"], search_stopped_early=c["trials_stopped_early"],
-            search_errored=c["trials_errored"], search_diverged=c["trials_diverged"],
-            search_trial_seconds=c["trial_seconds"],
-            search_gpu_hours=c["trial_seconds"] * c.get("gpus_per_trial", 0.0) / 3600,
-            best_config=json.dumps(_searched(c)), best_trial_id=c.get("best_trial_id"), cell_id=c["cell_id"],
-            run_id=c.get("run_id"),
+            search_trials=c.trials, search_stopped_early=c.trials_stopped_early,
+            search_errored=c.trials_errored, search_diverged=c.trials_diverged,
+            search_trial_seconds=c.trial_seconds,
+            search_gpu_hours=c.trial_seconds * c.gpus_per_trial / 3600,
+            best_config=json.dumps(_searched(c)), best_trial_id=c.best_trial_id, cell_id=c.cell_id,
+            run_id=c.run_id,
         )
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -107,9 +109,9 @@ def frame(records: Records) -> pd.DataFrame:
     return _rank(df)
 
 
-def _searched(cell: dict) -> dict:
-    space = cell.get("space") or {}
-    best = cell.get("best_config") or {}
+def _searched(cell: CellRecord) -> dict:
+    space = cell.space or {}
+    best = cell.best_config or {}
     return {k: float(f"{best[k]:.4g}") if isinstance(best[k], float) else best[k]
             for k, v in space.items() if isinstance(v, dict) and k in best}
 
@@ -137,7 +139,7 @@ def _rank(df: pd.DataFrame) -> pd.DataFrame:
 def summary_matrix(df: pd.DataFrame) -> pd.DataFrame:
     """Methods x datasets: mean headline test score per dataset, then average rank and average score
     across datasets (as VTAB summarises)."""
-    d = df.assign(target=[f"{a}@{b}" if b else a for a, b in zip(df.dataset, df.samples_per_class)],
+    d = df.assign(target=[target_label(a, b) for a, b in zip(df.dataset, df.samples_per_class)],
                   entry=df.method + "/" + df.backbone)
     m = d.pivot_table(index="entry", columns="target", values="test_score", aggfunc="mean", sort=False)
     m["avg_rank"] = d.groupby("entry")["rank"].mean()

@@ -12,13 +12,15 @@ import html
 import io
 import json
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from harness.results.records import TrialRecord, target_label  # noqa: E402
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -52,7 +54,7 @@ def _targets(df: pd.DataFrame) -> list[str]:
 
 
 def _with_target(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(target=[f"{d}@{k}/class" if k else d for d, k in zip(df.dataset, df.samples_per_class)],
+    return df.assign(target=[target_label(d, k) for d, k in zip(df.dataset, df.samples_per_class)],
                      entry=df.method + "/" + df.backbone)
 
 
@@ -105,31 +107,31 @@ def plot_cost(df: pd.DataFrame) -> tuple[str | None, str]:
     return _png(fig), label
 
 
-def plot_curves(df: pd.DataFrame, trials: list[dict[str, Any]]) -> str | None:
+def plot_curves(df: pd.DataFrame, trials: list[TrialRecord]) -> str | None:
     best = {(r.cell_id, r.best_trial_id) for r in df.itertuples() if getattr(r, "best_trial_id", None)}
     d = _with_target(df).set_index("cell_id")
-    curves = [t for t in trials if (t["cell_id"], t["trial_id"]) in best and t.get("history")]
+    curves = [t for t in trials if (t.cell_id, t.trial_id) in best and t.history]
     if not curves:
         return None
     targets = _targets(d)
     fig, axes = _panels(len(targets))
     for ax, target in zip(axes, targets):
         for t in curves:
-            if t["cell_id"] in d.index and d.loc[t["cell_id"], "target"] == target:
-                h = [row for row in t["history"] if row.get(t["metric"]) is not None]
-                ax.plot([row["epoch"] for row in h], [row[t["metric"]] for row in h], marker=".",
-                        label=d.loc[t["cell_id"], "entry"])
+            if t.cell_id in d.index and d.loc[t.cell_id, "target"] == target:
+                h = [row for row in t.history if row.get(t.metric) is not None]
+                ax.plot([row["epoch"] for row in h], [row[t.metric] for row in h], marker=".",
+                        label=d.loc[t.cell_id, "entry"])
         ax.set_title(target)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(curves[0]["metric"])
+        ax.set_ylabel(curves[0].metric)
         ax.legend(fontsize=7)
     return _png(fig)
 
 
-def plot_lr(df: pd.DataFrame, trials: list[dict[str, Any]]) -> str | None:
+def plot_lr(df: pd.DataFrame, trials: list[TrialRecord]) -> str | None:
     d = _with_target(df).set_index("cell_id")
-    points = [t for t in trials if t["cell_id"] in d.index and t.get("value") is not None
-              and isinstance(t.get("config", {}).get("lr"), (int, float)) and math.isfinite(t["value"])]
+    points = [t for t in trials if t.cell_id in d.index and t.value is not None
+              and isinstance(t.config.get("lr"), (int, float)) and math.isfinite(t.value)]
     if not points:
         return None
     targets = _targets(d)
@@ -137,8 +139,8 @@ def plot_lr(df: pd.DataFrame, trials: list[dict[str, Any]]) -> str | None:
     for ax, target in zip(axes, targets):
         by_entry: dict[str, list[tuple[float, float, str]]] = {}
         for t in points:
-            if d.loc[t["cell_id"], "target"] == target:
-                by_entry.setdefault(d.loc[t["cell_id"], "entry"], []).append((t["config"]["lr"], t["value"], t["status"]))
+            if d.loc[t.cell_id, "target"] == target:
+                by_entry.setdefault(d.loc[t.cell_id, "entry"], []).append((t.config["lr"], t.value, t.status))
         for entry, pts in by_entry.items():
             full = [(lr, v) for lr, v, s in pts if s == "ok"]
             early = [(lr, v) for lr, v, s in pts if s != "ok"]
@@ -149,7 +151,7 @@ def plot_lr(df: pd.DataFrame, trials: list[dict[str, Any]]) -> str | None:
         ax.set_xscale("log")
         ax.set_title(target)
         ax.set_xlabel("learning rate")
-        ax.set_ylabel(points[0]["metric"])
+        ax.set_ylabel(points[0].metric)
         ax.legend(fontsize=7)
     return _png(fig)
 
@@ -161,7 +163,7 @@ def _figure(title: str, png: str | None, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[dict[str, Any]], runs: list[str],
+def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], runs: list[str],
            table: Callable[[pd.DataFrame], pd.DataFrame]) -> str:
     """The whole report as one HTML string."""
     cost_png, cost_label = plot_cost(df)

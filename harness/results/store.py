@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
 from harness.core.jsonio import dumps
+from harness.results.records import READABLE_SCHEMAS, Record, from_json
 
-SCHEMA_VERSION = 1
 RECORDS = "records.jsonl"
+R = TypeVar("R", bound=Record)
 
 
 class RunStore:
@@ -38,18 +40,22 @@ class RunStore:
     def records_path(self) -> Path:
         return self.dir / RECORDS
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Add records: the file is rewritten through a rename, so a kill never leaves a half-written line."""
-        lines = "".join(dumps({"schema": SCHEMA_VERSION, "run_id": self.run_id, **r}) + "\n" for r in records)
+    def append(self, records: Iterable[R]) -> list[R]:
+        """Add records, stamped with this run's id where they have none; returns them as written.
+        The file is rewritten through a rename, so a kill never leaves a half-written line."""
+        stamped = [r if r.run_id else dataclasses.replace(r, run_id=self.run_id) for r in records]
+        lines = "".join(dumps(r.to_json()) + "\n" for r in stamped)
         old = self.records_path.read_bytes() if self.records_path.exists() else b""
         if old and not old.endswith(b"\n"):
             old += b"\n"
         atomic_write(self.records_path, old + lines.encode())
+        return stamped
 
-    def records(self, kind: str | None = None) -> list[dict[str, Any]]:
+    def records(self, of: type[R] = Record) -> list[R]:  # type: ignore[assignment]
+        """The typed records of this run (those of one kind, e.g. `records(CellRecord)`), in the order written."""
         if not self.records_path.exists():
             return []
-        return [r for r in read_records(self.records_path) if kind is None or r.get("kind") == kind]
+        return [r for r in read_records(self.records_path) if isinstance(r, of)]
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write(self.dir / name, (dumps(obj, indent=2) + "\n").encode())
@@ -58,8 +64,9 @@ class RunStore:
         atomic_write(self.dir / name, text.encode())
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every valid record; a corrupt line is skipped with a warning naming file and line; unknown schema refused."""
+def read_records(path: Path) -> list[Record]:
+    """Every valid record, typed (version-1 lines upgraded); a corrupt line is skipped with a warning naming
+    file and line; a line of a schema version this harness cannot read is refused."""
     if not path.exists():
         raise ConfigError(f"{path.parent}: no {RECORDS} here; is it a run folder written by `harness run`?")
     out = []
@@ -67,14 +74,17 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
+            data = json.loads(line)
+            if not isinstance(data, dict):
                 raise ValueError("not an object")
         except ValueError as e:
             warnings.warn(f"{path}:{n}: skipped a corrupt record ({e})", stacklevel=2)
             continue
-        if record.get("schema") != SCHEMA_VERSION:
-            raise ConfigError(f"{path}:{n}: records of schema version {record.get('schema')!r}; this harness "
-                              f"reads version {SCHEMA_VERSION}")
-        out.append(record)
+        if data.get("schema") not in READABLE_SCHEMAS:
+            raise ConfigError(f"{path}:{n}: records of schema version {data.get('schema')!r}; this harness "
+                              f"reads versions {' and '.join(map(str, READABLE_SCHEMAS))}")
+        try:
+            out.append(from_json(data))
+        except (TypeError, ValueError) as e:
+            warnings.warn(f"{path}:{n}: skipped a corrupt record ({e})", stacklevel=2)
     return out

@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 from harness.core.config import TrialConfig
 from harness.data.catalog import final_trains_on_val
-from harness.study.progress import Progress
+from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
-from harness.study.search import cell_fields, make_tuner, max_concurrency, runner_fields, trial_callback, trial_status
+from harness.study.progress import Progress
+from harness.study.search import cell_fields, make_tuner, max_concurrency, outcome, runner_fields, trial_callback
 from harness.study.suite import Cell
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
 
@@ -37,9 +38,9 @@ class FinalJob:
         return f"{self.cell.cell_id}:{self.seed}"
 
 
-def pending_jobs(cell: Cell, best: dict[str, Any], have: set[int]) -> list[FinalJob]:
+def pending_jobs(cell: Cell, best: TrialRecord, have: set[int]) -> list[FinalJob]:
     """The seeds of `cell` not among `have`, those already recorded (a resumed run re-runs only the others)."""
-    return [FinalJob(cell, dict(best["config"]), s, float(best.get("trial_seconds") or 0.0))
+    return [FinalJob(cell, dict(best.config), s, float(best.trial_seconds or 0.0))
             for s in range(cell.final_seeds) if s not in have]
 
 
@@ -55,7 +56,7 @@ def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool = False) -> list[dict[str, Any]]:
+               verbose: bool = False) -> list[FinalRecord]:
     """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records."""
     groups: dict[tuple, list[FinalJob]] = {}
     for job in jobs:
@@ -68,16 +69,22 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
         progress.trial_done(f"[final] {cell.label} seed {config[JOB_KEY]['seed']}",
                             f"final {next(counter)}/{len(jobs)}", status, cell.search.metric, value, seconds)
 
-    records = []
+    records: list[FinalRecord] = []
     for group in groups.values():
-        done = _run_group(group, storage, report, verbose)
-        store.append(done)
-        records += done
+        records += store.append(_run_group(group, storage, report, verbose))
     return records
 
 
+def final_record(job: FinalJob, result: Any) -> FinalRecord:
+    """The record of one seeded final run from its Tune result; the loop's summary fills it when it finished."""
+    status, summary, error = outcome(result)
+    return FinalRecord(**cell_fields(job.cell), seed=job.seed, status=status, error=error,
+                       trial_seconds=(result.metrics or {}).get("time_total_s", 0.0),
+                       **({k: summary[k] for k in SUMMARY_FIELDS} if summary else {}))
+
+
 def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool
-               ) -> list[dict[str, Any]]:
+               ) -> list[FinalRecord]:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -93,10 +100,5 @@ def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], 
     records = {}
     for result in grid:
         job = by_key[f"{result.config[JOB_KEY][CELL_KEY]}:{result.config[JOB_KEY]['seed']}"]
-        status, summary, error = trial_status(result)
-        record = {"kind": "final", **cell_fields(job.cell), "seed": job.seed, "status": status, "error": error,
-                  "trial_seconds": (result.metrics or {}).get("time_total_s", 0.0)}
-        if summary:
-            record.update({k: summary[k] for k in SUMMARY_FIELDS})
-        records[job.key] = record
+        records[job.key] = final_record(job, result)
     return [records[key] for key in by_key]  # in the order the jobs came: cell by cell, seed by seed

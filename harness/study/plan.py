@@ -18,6 +18,7 @@ from harness.core.config import TrialConfig, config_hash
 from harness.core.errors import ConfigError
 from harness.methods import METHODS
 from harness.methods.base import Preparation
+from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord
 from harness.study.spaces import Dist
 from harness.study.suite import Cell, SuiteSpec, cells
 from harness.train.artifacts import source_config, source_path
@@ -180,14 +181,14 @@ def _weights(weights: str) -> str:
     return "checkpoint:" + Path(weights[len("checkpoint:"):]).name if weights.startswith("checkpoint:") else weights
 
 
-def done_jobs(plan: Plan, records: list[dict[str, Any]]) -> set[str]:
+def done_jobs(plan: Plan, records: list[Record]) -> set[str]:
     """Ids of the plan's jobs whose outcome exists: network files on disk, searches and finals in the records."""
     done = {j.job_id for j in plan.jobs.values() if isinstance(j, SourceJob) and j.path.is_file()}
     done |= {j.job_id for j in plan.jobs.values()
              if isinstance(j, PreparationJob) and j.preparation is not None and j.preparation.path.is_file()}
-    cells_done = {r["cell_id"] for r in records if r.get("kind") == "cell"}
-    searched = {r["cell_id"] for r in records if r.get("kind") == "trial"} | cells_done
-    finals = {final_job_id(r["cell_id"], r["seed"]) for r in records if r.get("kind") == "final"}
+    cells_done = {r.cell_id for r in records if isinstance(r, CellRecord)}
+    searched = {r.cell_id for r in records if isinstance(r, TrialRecord)} | cells_done
+    finals = {final_job_id(r.cell_id, r.seed) for r in records if isinstance(r, FinalRecord)}
     for j in plan.jobs.values():
         if isinstance(j, SearchJob) and j.job_id in searched:
             done.add(j.job_id)

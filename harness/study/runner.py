@@ -11,17 +11,18 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
-from harness.study.progress import Progress
+from harness.results.records import CellRecord, FinalRecord, SourceRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.data.root import teachers_dir_default
 from harness.methods.base import Preparation
 from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs
+from harness.study.progress import Progress
 from harness.study.suite import Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
 RESOLVED_SUITE = "suite.yaml"
@@ -88,11 +89,11 @@ def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace) -> int
         store.write_json("environment.json", {**environment(), "address": args.address or "local",
                                               "storage_path": args.storage_path})
         print(f"run folder: {store.dir}")
-        run_sources(plan, print)
-        prepare_networks(plan.of_kind("teacher"), suite.resources, print)
+        store.append(run_sources(plan, print))
+        store.append(prepare_networks(plan.of_kind("teacher"), suite.resources, print))
         run_suite(plan.cells, store, args.storage_path, args.verbose,
-                  before_finals=lambda configs: prepare_networks(plan.preparations_for(configs), suite.resources,
-                                                                 print))
+                  before_finals=lambda configs: store.append(prepare_networks(plan.preparations_for(configs),
+                                                                              suite.resources, print)))
         print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
         from harness.results.leaderboard import write_run_outputs
 
@@ -105,43 +106,66 @@ def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace) -> int
     return 0
 
 
-def run_sources(plan: Plan, log: Callable[[str], None]) -> None:
+def run_sources(plan: Plan, log: Callable[[str], None]) -> list[SourceRecord]:
     """Pretrain (or reuse) every source network of the plan, in this process, before the cells."""
     from harness.train.artifacts import pretrain
 
+    records = []
     for job in plan.of_kind("source"):
         t0 = time.time()
         path, reused = pretrain(job.config, out_dir=job.path.parent)
-        log(f"source '{job.key}': {'reused' if reused else 'pretrained'} {path} ({time.time() - t0:.1f}s)")
+        seconds = time.time() - t0
+        log(f"source '{job.key}': {'reused' if reused else 'pretrained'} {path} ({seconds:.1f}s)")
+        records.append(SourceRecord.of(job.key, "source", job.config, path, job.job_id, seconds=seconds,
+                                       reused=reused, val_accuracy=_val_accuracy(path)))
+    return records
 
 
-def prepare_networks(jobs: list[PreparationJob], resources: Resources, log: Callable[[str], None]) -> None:
+def _val_accuracy(path: Path) -> float | None:
+    """The validation accuracy a network file records about its own training."""
+    import torch
+
+    meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+    return meta.get("val_accuracy")
+
+
+def prepare_networks(jobs: list[PreparationJob], resources: Resources,
+                     log: Callable[[str], None]) -> list[SourceRecord]:
     """Train the networks methods need first (teachers) that are not on disk yet, as Ray tasks with a trial's
     resources, side by side; each writes its file where every trial of the plan reads it."""
     todo = [j for j in jobs if not j.preparation.path.is_file()]
     if not todo:
-        return
+        return []
     import ray
 
     task = ray.remote(num_cpus=resources.cpus_per_trial * resources.workers_per_trial,
                       num_gpus=resources.gpus_per_trial * resources.workers_per_trial)(_prepare)
     t0 = time.time()
     refs = {task.remote(job.preparation): job for job in todo}
-    for ref in refs:
+    records = []
+    for ref, job in refs.items():
         try:
-            ray.get(ref)
+            seconds = ray.get(ref)
         except ray.exceptions.RayTaskError as e:
             raise e.as_instanceof_cause() from None
-        log(f"{refs[ref].label}: trained -> {refs[ref].preparation.path} ({time.time() - t0:.1f}s)")
+        log(f"{job.label}: trained -> {job.preparation.path} ({seconds:.1f}s; {time.time() - t0:.1f}s since the "
+            f"first started)")
+        records.append(SourceRecord.of(job.preparation.config.backbone, job.preparation.kind, job.preparation.config,
+                                       job.preparation.path, job.job_id, seconds=seconds,
+                                       val_accuracy=_val_accuracy(job.preparation.path)))
+    return records
 
 
-def _prepare(preparation: Preparation) -> None:
+def _prepare(preparation: Preparation) -> float:
+    """Train one preparation in a Ray task; returns the seconds it took."""
     import torch
 
     from harness.train.artifacts import run_preparation
 
+    t0 = time.time()
     torch.set_num_threads(max(1, int(ray_cpus())))
     run_preparation(preparation)
+    return time.time() - t0
 
 
 def ray_cpus() -> float:
@@ -153,7 +177,7 @@ def ray_cpus() -> float:
 
 def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,
               progress: Progress | None = None,
-              before_finals: Callable[[list[TrialConfig]], None] | None = None) -> list[dict[str, Any]]:
+              before_finals: Callable[[list[TrialConfig]], None] | None = None) -> list[CellRecord]:
     """Search every cell not finished in `store` (recognised by its hash), then run all their finals together;
     `before_finals` gets the finals' configurations first (to train what they need, e.g. their teachers)."""
     from harness.study.finals import final_config, pending_jobs, run_finals
@@ -161,25 +185,30 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
 
     progress = progress or Progress()
     where = storage_path(store, storage)
-    earlier: dict[str, dict[str, list[dict[str, Any]]]] = {"cell": {}, "trial": {}, "final": {}}
+    done: dict[str, CellRecord] = {}
+    earlier_trials: dict[str, list[TrialRecord]] = {}
+    finals: dict[str, list[FinalRecord]] = {}
     for r in store.records():  # read once: an earlier run's cells, trials and finals
-        earlier.get(r["kind"], {}).setdefault(r["cell_id"], []).append(r)
-    done = {cid: rs[-1] for cid, rs in earlier["cell"].items()}
+        if isinstance(r, CellRecord):
+            done[r.cell_id] = r
+        elif isinstance(r, TrialRecord):
+            earlier_trials.setdefault(r.cell_id, []).append(r)
+        elif isinstance(r, FinalRecord):
+            finals.setdefault(r.cell_id, []).append(r)
     progress.total_cells = len(cs)
-    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in earlier["trial"] else c.num_trials)
+    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in earlier_trials else c.num_trials)
                                 for c in cs if c.cell_id not in done)
-    records: dict[str, dict[str, Any]] = {}
-    searched = []
+    records: dict[str, CellRecord] = {}
+    searched: list[tuple[int, Cell, list[TrialRecord], TrialRecord]] = []
 
-    def searched_cell(i: int, cell: Cell, trials: list[dict[str, Any]]) -> None:
+    def searched_cell(i: int, cell: Cell, trials: list[TrialRecord]) -> None:
         best = best_trial(trials, cell.search.mode)
         if best is None:
-            records[cell.cell_id] = record = cell_record(cell, trials, None, [])
-            store.append([record])
-            progress.say(f"{progress.cell(i, cell.label)}  NO WINNER: {record['reason']}")
+            records[cell.cell_id] = store.append([cell_record(cell, trials, None, [])])[0]
+            progress.say(f"{progress.cell(i, cell.label)}  NO WINNER: {records[cell.cell_id].reason}")
             return
-        progress.say(f"{progress.cell(i, cell.label)}  search done: best {cell.search.metric} {best['value']:.4f} "
-                     f"({describe(best['config'], cell)})")
+        progress.say(f"{progress.cell(i, cell.label)}  search done: best {cell.search.metric} {best.value:.4f} "
+                     f"({describe(best.config, cell)})")
         searched.append((i, cell, trials, best))
 
     todo = []
@@ -187,8 +216,8 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         if cell.cell_id in done:
             progress.say(f"{progress.cell(i, cell.label)}  already finished in {store.dir}; skipped")
             records[cell.cell_id] = done[cell.cell_id]
-        elif cell.cell_id in earlier["trial"]:
-            searched_cell(i, cell, earlier["trial"][cell.cell_id])
+        elif cell.cell_id in earlier_trials:
+            searched_cell(i, cell, earlier_trials[cell.cell_id])
         else:
             todo.append((i, cell))
     parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
@@ -197,29 +226,27 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         searched_cell(i, cell, trials)
 
     searched.sort(key=lambda s: s[0])
-    finals = earlier["final"]
     jobs = [job for _, cell, _, best in searched
-            for job in pending_jobs(cell, best, {r["seed"] for r in finals.get(cell.cell_id, [])})]
+            for job in pending_jobs(cell, best, {r.seed for r in finals.get(cell.cell_id, [])})]
     if jobs and before_finals is not None:
         before_finals([final_config(job) for job in jobs])
     for r in run_finals(jobs, store, where, progress, verbose) if jobs else []:
-        finals.setdefault(r["cell_id"], []).append(r)
+        finals.setdefault(r.cell_id, []).append(r)
     for i, cell, trials, best in searched:
-        runs = sorted(finals.get(cell.cell_id, []), key=lambda r: r["seed"])
-        records[cell.cell_id] = record = cell_record(cell, trials, best, runs)
-        store.append([record])
-        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(record, cell, runs)}")
+        runs = sorted(finals.get(cell.cell_id, []), key=lambda r: r.seed)
+        records[cell.cell_id] = store.append([cell_record(cell, trials, best, runs)])[0]
+        progress.say(f"{progress.cell(i, cell.label)}  done: {_summary(records[cell.cell_id], cell, runs)}")
     return [records[c.cell_id] for c in cs]
 
 
-def _summary(record: dict[str, Any], cell: Cell, runs: list[dict[str, Any]]) -> str:
+def _summary(record: CellRecord, cell: Cell, runs: list[FinalRecord]) -> str:
     from harness.results.stats import mean_confidence_interval
     from harness.study.search import describe
 
-    tests = [f["test"]["accuracy"] for f in runs if f.get("test")]
+    tests = [f.test["accuracy"] for f in runs if f.test]
     mean, half = mean_confidence_interval(tests)
     ci = "" if math.isnan(half) else f" ± {half:.4f}"
-    return (f"best {record['metric']} {record['best_value']:.4f} ({describe(record['best_config'], cell)}); "
-            f"{record['trials']} trials ({record['trials_stopped_early']} stopped early, "
-            f"{record['trials_errored']} errored, {record['trials_diverged']} diverged); "
+    return (f"best {record.metric} {record.best_value:.4f} ({describe(record.best_config or {}, cell)}); "
+            f"{record.trials} trials ({record.trials_stopped_early} stopped early, "
+            f"{record.trials_errored} errored, {record.trials_diverged} diverged); "
             f"test accuracy {mean:.4f}{ci} over {len(tests)} seeds")

@@ -6,11 +6,14 @@ winner is picked here, and harness/finals.py re-runs it with seeds on the test s
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import socket
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Iterator
 from urllib.parse import urlparse
@@ -21,8 +24,9 @@ from ray import tune  # noqa: E402
 
 from harness.data.root import runtime_env_vars, teachers_dir  # noqa: E402
 from harness.core.errors import ConfigError  # noqa: E402
-from harness.study.progress import Progress, TrialSink  # noqa: E402
+from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
+from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
 from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, release_train_resources, schedule_timeout_s,
@@ -107,23 +111,20 @@ class TrialCallback(tune.Callback):
     def __init__(self, name: str, metric: str) -> None:
         self.name, self.metric = name, metric
 
-    def _send(self, trial: Any, status: str | None) -> None:
+    def _send(self, trial: Any, failed: bool) -> None:
         r = trial.last_result or {}
-        if status is None:
-            status = r.get("status", "ok")
-            if "summary" not in r and status != "diverged":
-                status = "stopped_early"
+        status = trial_status(r, failed)
         sink = _SINKS.get(self.name)
         if sink is not None:
             sink(trial.config, status, None if status == "error" else r.get(self.metric), r.get("time_total_s", 0.0))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         release_train_resources(trial.trial_id)
-        self._send(trial, None)
+        self._send(trial, failed=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         release_train_resources(trial.trial_id)
-        self._send(trial, "error")
+        self._send(trial, failed=True)
 
 
 def trial_callback(name: str, sink: TrialSink, metric: str) -> TrialCallback:
@@ -215,23 +216,42 @@ def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
 
 
 def cell_fields(cell: Cell) -> dict[str, Any]:
-    """The fields every record of a cell carries."""
+    """The identity every record of a cell carries (the fields of `CellFields`), as keyword arguments."""
     return {"cell_id": cell.cell_id, "dataset": cell.dataset.name, "samples_per_class": cell.dataset.samples_per_class,
             "method": cell.method, "backbone": cell.backbone.name, "weights": cell.weights}
 
 
-def trial_status(result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
-    """(status, the engine's summary, error message) of one Tune result; NaN losses count as diverged."""
-    import json
+def trial_status(last: Mapping[str, Any] | None, failed: bool = False) -> str:
+    """How a trial ended, from its last reported row: error (it raised), diverged (a NaN loss), ok (it reported
+    the run's summary, which only the last epoch does) or stopped_early (the scheduler ended it before that)."""
+    last = last or {}
+    if failed:
+        return "error"
+    if last.get("status") == "diverged":
+        return "diverged"
+    return "ok" if "summary" in last else "stopped_early"
 
+
+def outcome(result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(status, the training loop's summary if it reported one, error message) of one Tune result."""
     metrics = result.metrics or {}
-    if result.error is not None:
-        return "error", None, f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
-    if metrics.get("status") == "diverged":
-        return "diverged", json.loads(metrics["summary"]) if "summary" in metrics else None, None
-    if "summary" in metrics:
-        return "ok", json.loads(metrics["summary"]), None
-    return "stopped_early", None, None
+    status = trial_status(metrics, failed=result.error is not None)
+    if status == "error":
+        return status, None, f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+    return status, json.loads(metrics["summary"]) if "summary" in metrics else None, None
+
+
+def trial_record(cell: Cell, result: Any, search_seconds: float) -> TrialRecord:
+    """The record of one search trial of `cell` from its Tune result."""
+    status, summary, error = outcome(result)
+    metric = cell.search.metric
+    m = result.metrics or {}
+    return TrialRecord(**cell_fields(cell), trial_id=m.get("trial_id") or os.path.basename(result.path),
+                       status=status, config={k: v for k, v in result.config.items() if k != RUNNER_KEY},
+                       epochs_completed=m.get("epoch", 0), metric=metric, value=m.get(metric),
+                       val=(summary or {}).get("val"), history=_history(result, metric),
+                       trial_seconds=m.get("time_total_s", 0.0), cost=(summary or {}).get("cost"), error=error,
+                       search_seconds=search_seconds, finished_at=m.get("timestamp"))
 
 
 def _history(result: Any, metric: str) -> list[dict[str, Any]]:
@@ -244,7 +264,7 @@ def _history(result: Any, metric: str) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- one cell's search
 
-def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False) -> list[dict[str, Any]]:
+def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False) -> list[TrialRecord]:
     """Search one cell with its own Tuner on the validation split; returns its trial records (not yet stored)."""
     metric = cell.search.metric
     concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
@@ -255,19 +275,7 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False)
                       cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
                       verbose, search_alg, scheduler, cell.search.num_samples).fit()
     search_seconds = time.time() - t0
-    fields = cell_fields(cell)
-    trials = []
-    for result in grid:
-        status, summary, error = trial_status(result)
-        cfg = {k: v for k, v in result.config.items() if k != RUNNER_KEY}
-        m = result.metrics or {}
-        trials.append({"kind": "trial", **fields, "trial_id": m.get("trial_id") or os.path.basename(result.path),
-                       "status": status, "config": cfg, "epochs_completed": m.get("epoch", 0),
-                       "metric": metric, "value": m.get(metric), "val": (summary or {}).get("val"),
-                       "history": _history(result, metric), "trial_seconds": m.get("time_total_s", 0.0),
-                       "cost": (summary or {}).get("cost"), "error": error, "search_seconds": search_seconds,
-                       "finished_at": m.get("timestamp")})
-    return trials
+    return [trial_record(cell, result, search_seconds) for result in grid]
 
 
 class CellSearcher:
@@ -277,7 +285,7 @@ class CellSearcher:
     def __init__(self, events: Any) -> None:
         self.events = events
 
-    def search(self, index: int, cell: Cell, storage: str, verbose: bool) -> list[dict[str, Any]]:
+    def search(self, index: int, cell: Cell, storage: str, verbose: bool) -> list[TrialRecord]:
         def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
             self.events.put((index, status, value, seconds))
 
@@ -285,7 +293,7 @@ class CellSearcher:
 
 
 def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
-                 parallel: int = 2) -> Iterator[tuple[int, Cell, list[dict[str, Any]]]]:
+                 parallel: int = 2) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
     """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
 
     Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
@@ -345,33 +353,32 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
         ray.kill(events.actor)
 
 
-def best_trial(trials: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
     """The winner on validation; errored, diverged, stopped-early and non-finite trials never win."""
     sign = 1 if mode == "max" else -1
-    winners = [t for t in trials if t["status"] == "ok" and t["value"] is not None and math.isfinite(t["value"])]
-    return max(winners, key=lambda t: sign * t["value"]) if winners else None
+    winners = [t for t in trials if t.status == "ok" and t.value is not None and math.isfinite(t.value)]
+    return max(winners, key=lambda t: sign * t.value) if winners else None
 
 
-def cell_record(cell: Cell, trials: list[dict[str, Any]], best: dict[str, Any] | None,
-                finals: list[dict[str, Any]]) -> dict[str, Any]:
+def cell_record(cell: Cell, trials: list[TrialRecord], best: TrialRecord | None,
+                finals: list[FinalRecord]) -> CellRecord:
     """The per-cell summary: trial counts, trial-seconds, the winner and its configuration, the finals run."""
-    counts = {s: sum(t["status"] == s for t in trials) for s in ("ok", "stopped_early", "error", "diverged")}
-    record = {"kind": "cell", **cell_fields(cell), "metric": cell.search.metric, "mode": cell.search.mode,
-              "trials": len(trials), "trials_completed": counts["ok"], "trials_stopped_early": counts["stopped_early"],
-              "trials_errored": counts["error"], "trials_diverged": counts["diverged"],
-              "trial_seconds": sum(t["trial_seconds"] or 0.0 for t in trials),
-              "gpus_per_trial": cell.resources.gpus_per_trial * cell.resources.workers_per_trial,
-              "search_seconds": trials[0].get("search_seconds") if trials else 0.0,
-              "space": space_to_data(cell.space), "search": asdict(cell.search),
-              "resources": asdict(cell.resources), "final_seeds": cell.final_seeds}
+    counts = Counter(t.status for t in trials)
+    searched = dict(
+        **cell_fields(cell), metric=cell.search.metric, mode=cell.search.mode, trials=len(trials),
+        trials_completed=counts["ok"], trials_stopped_early=counts["stopped_early"],
+        trials_errored=counts["error"], trials_diverged=counts["diverged"],
+        trial_seconds=sum(t.trial_seconds or 0.0 for t in trials),
+        gpus_per_trial=cell.resources.gpus_per_trial * cell.resources.workers_per_trial,
+        search_seconds=trials[0].search_seconds if trials else 0.0,
+        space=space_to_data(cell.space), search=asdict(cell.search), resources=asdict(cell.resources),
+        final_seeds=cell.final_seeds)
     if best is None:
-        errors = [t["error"] for t in trials if t["error"]]
-        record.update(status="no_winner", best_value=None, best_config=None, best_trial_id=None, finals=0,
-                      reason=errors[0] if errors else "every trial diverged or was stopped")
-    else:
-        record.update(status="ok", best_value=best["value"], best_config=dict(best["config"]),
-                      best_trial_id=best["trial_id"], finals=len(finals))
-    return record
+        errors = [t.error for t in trials if t.error]
+        return CellRecord(**searched, status="no_winner", finals=0,
+                          reason=errors[0] if errors else "every trial diverged or was stopped")
+    return CellRecord(**searched, status="ok", best_value=best.value, best_config=dict(best.config),
+                      best_trial_id=best.trial_id, finals=len(finals))
 
 
 def describe(config: dict[str, Any], cell: Cell) -> str:

@@ -17,6 +17,7 @@ from harness.models.backbones import BACKBONES
 from harness.data.registry import DATASETS, parse_spec
 from harness.core.errors import ConfigError
 from harness.methods import METHODS
+from harness.results.records import target_label
 from harness.study.spaces import Dist, grid_size, method_space, parse_space, resolve_stages, space_to_data, spaces_dir
 from harness.core.config import TrialConfig, config_hash
 
@@ -62,7 +63,7 @@ class DatasetEntry:  # noqa: D101
 
     @property
     def label(self) -> str:
-        return f"{self.name}@{self.samples_per_class}/class" if self.samples_per_class else self.name
+        return target_label(self.name, self.samples_per_class)
 
 
 @dataclass

@@ -1,0 +1,196 @@
+"""Typed records of a run: one per search trial, final run, finished cell and prepared source network.
+
+Each record kind is a frozen dataclass with one JSON encoding (`to_json` / `from_json`): a flat object whose
+`schema`, `run_id` and `kind` keys come first. Lines of schema version 1 (written before these types existed)
+carry the same keys, except that a failed final run or a cell with a winner leave out the keys they had no
+value for; `from_json` reads them into the same types, the missing keys taking their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from harness.core.config import TrialConfig
+from harness.core.jsonio import clean
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+
+TRIAL_STATUSES = ("ok", "stopped_early", "diverged", "error")
+CELL_STATUSES = ("ok", "no_winner")
+SOURCE_ROLES = ("source", "teacher")
+
+
+def target_label(dataset: str, samples_per_class: int) -> str:
+    """How a cell's target is named everywhere a person reads it: `digits`, `digits:5-9@10/class` (few-shot)."""
+    return f"{dataset}@{samples_per_class}/class" if samples_per_class else dataset
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what}={value!r}: expected one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """What every record carries: the run that wrote it and the schema version of the line it was read from
+    (`to_json` always writes the current one)."""
+
+    kind: ClassVar[str] = ""
+    run_id: str = ""
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as one strict-JSON object (non-finite floats become null): the line `RunStore` writes."""
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run_id", "schema")}
+        return clean({"schema": SCHEMA_VERSION, "run_id": self.run_id, "kind": self.kind, **body})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellFields(Record):
+    """The identity every record of a (dataset, few-shot size, method, backbone, weights) cell carries."""
+
+    cell_id: str
+    dataset: str
+    samples_per_class: int
+    method: str
+    backbone: str
+    weights: str
+
+    @property
+    def target(self) -> str:
+        return target_label(self.dataset, self.samples_per_class)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord(CellFields):
+    """One search trial: its sampled config, how it ended, its validation score and curve, its cost."""
+
+    kind: ClassVar[str] = "trial"
+    trial_id: str
+    status: str
+    config: dict[str, Any] = field(default_factory=dict)
+    epochs_completed: int = 0
+    metric: str = ""
+    value: float | None = None
+    val: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    trial_seconds: float = 0.0
+    cost: dict[str, Any] | None = None
+    error: str | None = None
+    search_seconds: float | None = None
+    finished_at: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.status, TRIAL_STATUSES, "status")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalRecord(CellFields):
+    """One seeded final run of a cell's winning config, scored once on test. The fields after `trial_seconds`
+    are the training loop's summary; a run that failed has none of them."""
+
+    kind: ClassVar[str] = "final"
+    seed: int
+    status: str
+    error: str | None = None
+    trial_seconds: float = 0.0
+    config: dict[str, Any] | None = None
+    config_hash: str | None = None
+    val: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    epochs_completed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.status, TRIAL_STATUSES, "status")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellRecord(CellFields):
+    """A finished cell: what its search spent, its winner (or why there is none) and how many finals ran.
+    `gpus_per_trial` counts every worker's GPUs; `space`, `search` and `resources` are the cell as searched."""
+
+    kind: ClassVar[str] = "cell"
+    status: str
+    metric: str = ""
+    mode: str = "max"
+    trials: int = 0
+    trials_completed: int = 0
+    trials_stopped_early: int = 0
+    trials_errored: int = 0
+    trials_diverged: int = 0
+    trial_seconds: float = 0.0
+    gpus_per_trial: float = 0.0
+    search_seconds: float | None = None
+    space: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    final_seeds: int = 0
+    best_value: float | None = None
+    best_config: dict[str, Any] | None = None
+    best_trial_id: str | None = None
+    finals: int = 0
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.status, CELL_STATUSES, "status")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceRecord(Record):
+    """A network the study trains before the cells that start from it: a source network pretrained on a
+    source dataset, or a method's teacher (`role`). `job` is the hash of the job that made `path`; `reused`:
+    the file was already there."""
+
+    kind: ClassVar[str] = "source"
+    key: str
+    role: str
+    dataset: str
+    backbone: str
+    config: dict[str, Any] = field(default_factory=dict)
+    path: str
+    job: str
+    status: str
+    seconds: float = 0.0
+    reused: bool = False
+    val_accuracy: float | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.role, SOURCE_ROLES, "role")
+
+    @classmethod
+    def of(cls, key: str, role: str, config: TrialConfig, path: Path | str, job: str, status: str = "ok",
+           seconds: float = 0.0, reused: bool = False, val_accuracy: float | None = None,
+           error: str | None = None) -> "SourceRecord":
+        """The record of the network trained with `config` into `path` (dataset and backbone from the config)."""
+        return cls(key=key, role=role, dataset=config.dataset, backbone=config.backbone, config=config.to_dict(),
+                   path=str(path), job=job, status=status, seconds=seconds, reused=reused,
+                   val_accuracy=val_accuracy, error=error)
+
+
+KINDS: dict[str, type[Record]] = {c.kind: c for c in (TrialRecord, FinalRecord, CellRecord, SourceRecord)}
+
+
+def from_json(data: Mapping[str, Any]) -> Record:
+    """The typed record of one JSON line of schema version 1 or 2, by its `kind`. Keys the type does not know
+    are dropped; a missing key takes its default; a missing required key or a bad value raises ValueError."""
+    schema = data.get("schema")
+    if schema not in READABLE_SCHEMAS:
+        raise ValueError(f"schema version {schema!r}; readable: {', '.join(map(str, READABLE_SCHEMAS))}")
+    cls = KINDS.get(data.get("kind"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown record kind {data.get('kind')!r}; known: {', '.join(KINDS)}")
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    missing = [f.name for f in fields if f.name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"a {cls.kind} record without {', '.join(missing)}")
+    return cls(**{f.name: data[f.name] for f in fields if f.name in data})
