@@ -118,16 +118,6 @@ def test_errored_and_diverged_trials_are_recorded_and_never_win(ray_local, sourc
     assert cell.best_config["lr"] == 0.05 and cell.best_config["warmup_epochs"] == 0.0
 
 
-def test_two_worker_ray_train_trial(ray_local, source_checkpoint, tmp_path):
-    path = suite_file(tmp_path, source_checkpoint, methods=["finetune"], final_seeds=1,
-                      search={"num_samples": 1, "max_concurrent_trials": 1},
-                      resources={"workers_per_trial": 2, "cpus_per_trial": 0.9}, overrides={"epochs": 1})
-    assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
-    records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
-    final = next(r for r in records if isinstance(r, FinalRecord))
-    assert final.status == "ok" and final.cost["workers"] == 2 and final.test["accuracy"] > 0.3
-
-
 def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source_checkpoint, tmp_path):
     path = suite_file(tmp_path, source_checkpoint, search={"num_samples": 2, "max_concurrent_trials": 1},
                       overrides={"epochs": 3})
