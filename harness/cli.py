@@ -9,7 +9,8 @@ import warnings
 import dataclasses
 from typing import Callable, Sequence
 
-from harness.core.config import TrialConfig, common_fields, hyperparameters, knob_fields, knob_users, param_of, scalar_type
+from harness.core.config import (TrialConfig, common_fields, hyperparameters, knob_fields, knob_users, param_of,
+                                 scalar_type)
 from harness.core.errors import ConfigError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -53,7 +54,8 @@ def add_trial_flags(p: argparse.ArgumentParser, skip: Sequence[str] = (), knobs:
     group = p.add_argument_group("method knobs (each for the methods named)")
     for name, f in knob_fields().items():
         group.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
-                           help=f"[{', '.join(knob_users(name))}] {param_of(f).help} ({_allowed(f)})".replace("%", "%%"))
+                           help=f"[{', '.join(knob_users(name))}] {param_of(f).help} "
+                                f"({_allowed(f)})".replace("%", "%%"))
 
 
 def add_data_flags(p: argparse.ArgumentParser, download: bool = True) -> None:

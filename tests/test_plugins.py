@@ -138,7 +138,8 @@ def test_train_flags_are_generated_for_every_field_and_knob(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--freeze-depth FREEZE_DEPTH [partial] leading backbone stages kept frozen (int = 0; must be >= 0)" in help_text
+    assert ("--freeze-depth FREEZE_DEPTH [partial] leading backbone stages kept frozen (int = 0; must be >= 0)"
+            in help_text)
     assert "--optimizer OPTIMIZER optimiser (str = 'sgd'; choose from: sgd, adamw)" in help_text
 
 
