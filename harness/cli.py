@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from dataclasses import fields
+import dataclasses
 from typing import Callable, Sequence
 
+from harness.core.config import (TrialConfig, common_fields, hyperparameters, knob_fields, knob_users, param_of,
+                                 scalar_type)
 from harness.core.errors import ConfigError
-from harness.core.config import TrialConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -26,13 +27,34 @@ def eprint(*args: object) -> None:
     print(*args, file=sys.stderr, flush=True)
 
 
-def add_trial_flags(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per TrialConfig field (`--freeze-depth` for freeze_depth), parsed and checked by TrialConfig."""
-    for f in fields(TrialConfig):
-        if f.name in skip or f.name == "evaluate_test":
-            continue
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=f.name.upper(),
-                       help=f"(default: {f.default})")
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _allowed(f: dataclasses.Field) -> str:
+    """`int = 0; must be >= 0`: a field's type, default and allowed values, from its metadata."""
+    kind = scalar_type(f)
+    allowed = param_of(f).describe()
+    return f"{kind.__name__ if kind else f.type} = {f.default!r}" + (f"; {allowed}" if allowed else "")
+
+
+def add_trial_flags(p: argparse.ArgumentParser, skip: Sequence[str] = (), knobs: bool = True) -> None:
+    """One flag per common field and (with `knobs`) per knob of every method, generated from their metadata;
+    the values are parsed and checked by TrialConfig.from_dict."""
+    import harness.methods  # noqa: F401  (registers every method and its knobs)
+
+    group = p.add_argument_group("hyperparameters of every run")
+    for f in common_fields():
+        if f.name not in skip and f.name != "evaluate_test":
+            group.add_argument(_flag(f.name), dest=f.name, default=None, metavar=f.name.upper(),
+                               help=f"{param_of(f).help} ({_allowed(f)})".replace("%", "%%"))
+    if not knobs:
+        return
+    group = p.add_argument_group("method knobs (each for the methods named)")
+    for name, f in knob_fields().items():
+        group.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(),
+                           help=f"[{', '.join(knob_users(name))}] {param_of(f).help} "
+                                f"({_allowed(f)})".replace("%", "%%"))
 
 
 def add_data_flags(p: argparse.ArgumentParser, download: bool = True) -> None:
@@ -45,7 +67,8 @@ def add_data_flags(p: argparse.ArgumentParser, download: bool = True) -> None:
 
 
 def trial_values(args: argparse.Namespace) -> dict[str, object]:
-    return {f.name: getattr(args, f.name) for f in fields(TrialConfig) if getattr(args, f.name, None) is not None}
+    """The hyperparameter flags given on the command line, by name."""
+    return {name: getattr(args, name) for name in hyperparameters() if getattr(args, name, None) is not None}
 
 
 @command("train")
@@ -86,12 +109,28 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def methods_markdown() -> str:
+    """The methods table of the README: each method, what it does and its knobs (type, default, allowed, help)."""
+    from harness.methods import METHODS
+
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731
+    lines = ["| method | what it does | knobs: what each does (type = default; allowed values) |", "|---|---|---|"]
+    for name in METHODS:
+        knobs = "<br>".join(f"`{f.name}`: {cell(param_of(f).help)} ({cell(_allowed(f))})"
+                            for f in dataclasses.fields(METHODS.get(name).args))
+        lines.append(f"| `{name}` | {cell(METHODS.describe(name))} | {knobs} |")
+    return "\n".join(lines) + "\n"
+
+
 @command("list")
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES
     from harness.data.registry import DATASETS, PATH_DATASETS, dataset_options
     from harness.methods import METHODS
 
+    if args.format == "md":
+        sys.stdout.write(methods_markdown())
+        return 0
     print("datasets (spec: name[:classes][?option=value&...], e.g. digits:5-9, shapes?per_class=100):")
     for name in DATASETS:
         opts = [f"{k}={v}" for k, v in dataset_options(name).items()]
@@ -101,10 +140,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("backbones:")
     for name in BACKBONES:
         print(f"  {name:<22} {BACKBONES.get(name).description}")
-    print("methods:")
+    print("methods (and their knobs: type = default; allowed values):")
     for name in METHODS:
-        uses = METHODS.get(name).uses
-        print(f"  {name:<22} {METHODS.describe(name)}" + (f"  [searches: {', '.join(uses)}]" if uses else ""))
+        print(f"  {name:<22} {METHODS.describe(name)}")
+        for f in dataclasses.fields(METHODS.get(name).args):
+            print(f"    {f.name:<20} {param_of(f).help} ({_allowed(f)})")
     return 0
 
 
@@ -177,25 +217,34 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
+    from harness.study.runner import SUITE_FLAGS
+
     p = sub.add_parser("run", help="benchmark a suite: Ray Tune search per cell, final seeded runs, leaderboard")
     p.add_argument("--suite", default="quick", help="suite name in search_spaces/suites/ or a YAML path "
                    "(default: quick)")
-    p.add_argument("--datasets", type=_csv, help="comma-separated datasets, replacing the suite's")
-    p.add_argument("--methods", type=_csv, help="comma-separated methods, replacing the suite's")
-    p.add_argument("--backbones", type=_csv, help="comma-separated backbones, replacing the suite's")
-    p.add_argument("--weights", help="weights of every backbone (none, imagenet, checkpoint:PATH, source:KEY)")
-    p.add_argument("--samples-per-class", type=int, help="few-shot training subset for every dataset")
-    p.add_argument("--num-samples", type=int, help="trials per cell (Ray Tune num_samples)")
-    p.add_argument("--algorithm", help="search algorithm: random, grid, optuna")
-    p.add_argument("--scheduler", help="trial scheduler: asha, fifo")
-    p.add_argument("--metric", help="validation metric to select on (default val_accuracy)")
-    p.add_argument("--max-concurrent-trials", type=int, help="trials at once per cell (0: as many as fit)")
-    p.add_argument("--max-concurrent-cells", type=int, help="cells searching at once, one Tuner each (default 2)")
-    p.add_argument("--epochs", type=int, help="fix the number of epochs in every search space")
-    p.add_argument("--final-seeds", type=int, help="seeds of the final runs of each cell's best configuration")
-    p.add_argument("--cpus-per-trial", type=float)
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per worker; fractions below 1 allowed")
-    p.add_argument("--workers-per-trial", type=int, help="Ray Train workers (DDP) per trial")
+    group = p.add_argument_group("suite overrides", "each replaces the suite's value (not with --resume)")
+    overrides = [
+        group.add_argument("--datasets", type=_csv, help="comma-separated datasets, replacing the suite's"),
+        group.add_argument("--methods", type=_csv, help="comma-separated methods, replacing the suite's"),
+        group.add_argument("--backbones", type=_csv, help="comma-separated backbones, replacing the suite's"),
+        group.add_argument("--weights", help="weights of every backbone (none, imagenet, checkpoint:PATH, "
+                           "source:KEY)"),
+        group.add_argument("--samples-per-class", type=int, help="few-shot training subset for every dataset"),
+        group.add_argument("--num-samples", type=int, help="trials per cell (Ray Tune num_samples)"),
+        group.add_argument("--algorithm", help="search algorithm: random, grid, optuna"),
+        group.add_argument("--scheduler", help="trial scheduler: asha, fifo"),
+        group.add_argument("--metric", help="validation metric to select on (default val_accuracy)"),
+        group.add_argument("--max-concurrent-trials", type=int, help="trials at once per cell (0: as many as fit)"),
+        group.add_argument("--max-concurrent-cells", type=int, help="cells searching at once, one Tuner each "
+                           "(default 2)"),
+        group.add_argument("--epochs", type=int, help="fix the number of epochs in every search space"),
+        group.add_argument("--final-seeds", type=int, help="seeds of the final runs of each cell's best "
+                           "configuration"),
+        group.add_argument("--cpus-per-trial", type=float),
+        group.add_argument("--gpus-per-trial", type=float, help="GPUs per worker; fractions below 1 allowed"),
+        group.add_argument("--workers-per-trial", type=int, help="Ray Train workers (DDP) per trial"),
+    ]
+    p.set_defaults(**{SUITE_FLAGS: tuple(a.dest for a in overrides)})
     p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     p.add_argument("--storage-path", help="where Tune keeps trial artefacts (local folder, NFS, s3://...)")
     p.add_argument("--results-dir", default="results", help="where run folders go (default: results)")
@@ -216,11 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(p)
 
     p = sub.add_parser("pretrain", help="train a source network from scratch and cache its checkpoint")
-    add_trial_flags(p, skip=("method", "weights", "freeze_depth", "evaluate_test"))
+    add_trial_flags(p, skip=("method", "weights", "evaluate_test"), knobs=False)
     p.add_argument("--out-dir", default="results/sources", help="where checkpoints go (default: results/sources)")
     add_data_flags(p)
 
-    sub.add_parser("list", help="list datasets, backbones and methods")
+    p = sub.add_parser("list", help="list datasets, backbones and methods (with their knobs)")
+    p.add_argument("--format", choices=("text", "md"), default="text",
+                   help="text (default), or md: the methods table of the README in Markdown")
 
     p = sub.add_parser("fetch", help="download datasets into the data root and ImageNet weights of backbones "
                        "into the torch cache (needs internet)")

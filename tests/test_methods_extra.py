@@ -47,7 +47,8 @@ def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_new_fields_at_their_defaults_keep_existing_config_hashes():
     assert TrialConfig().identity() == "517fa4e81bb5"  # the hashes before issue 6
-    assert TrialConfig(method="partial", freeze_depth=2, backbone="resnet8", lr=0.01).identity() == "068c35e640e6"
+    partial = {"method": "partial", "freeze_depth": 2, "backbone": "resnet8", "lr": 0.01}
+    assert TrialConfig.from_dict(partial).identity() == "068c35e640e6"
     assert TrialConfig(l1=1e-5).identity() != TrialConfig().identity()
 
 
@@ -80,8 +81,8 @@ def test_bad_values_give_one_line_config_errors(values, message):
 def test_feature_layer_beyond_the_backbone_is_refused():
     with pytest.raises(ConfigError, match=r"^feature_layer=5: the source network has 4 stages; allowed 1-4, "
                                           r"or -1 to -3 counted from the end$"):
-        METHODS.get("feature_transfer").check(TrialConfig(method="feature_transfer", feature_layer=5,
-                                                          backbone="resnet8"), 4)
+        METHODS.get("feature_transfer").check(TrialConfig.from_dict({"method": "feature_transfer", "feature_layer": 5,
+                                                                     "backbone": "resnet8"}), 4)
 
 
 # ---------------------------------------------------------------- multibranch

@@ -73,12 +73,14 @@ def test_dry_run(suite, count, capsys):
     assert f"suite {suite}: {count} cells" in out
 
 
-def test_list_shows_the_new_methods_and_their_knobs(capsys):
+def test_list_shows_each_method_with_its_knobs_type_default_and_range(capsys):
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
     for method, knobs in NEW_METHODS.items():
-        line = next(line for line in out.splitlines() if line.strip().startswith(method + " "))
-        assert f"[searches: {', '.join(knobs)}]" in line
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"  {method} "))
+        assert [line.split()[0] for line in lines[at + 1:at + 1 + len(knobs)]] == list(knobs)
+    kd_alpha = next(line for line in lines if line.split()[:1] == ["kd_alpha"])
+    assert kd_alpha.endswith("(float = 0.5; must be in [0, 1])") and "distillation loss" in kd_alpha
 
 
 def test_random_search_draws_are_seeded_by_the_cell():

@@ -1,1 +1,1 @@
-"""Ground floor: errors, registries, strict JSON, atomic files and the run configuration."""
+"""Ground floor: errors, registries, strict JSON, atomic files, YAML reading and the run configuration."""

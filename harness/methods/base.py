@@ -1,5 +1,6 @@
-"""Transfer methods: which stages are frozen, whether pretrained weights are used, which knobs they read, and
-for some their own network (`build`), training objective (`objective`) and preparation (`preparation`)."""
+"""Transfer methods as plugins: a `Method` says which stages are frozen, whether pretrained weights are used,
+which knobs it has (`args`, a `MethodArgs` dataclass), and optionally its own network (`build`), training
+objective (`objective`) and preparation job (`preparation`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from harness.models.backbones import Classifier, StagedBackbone
+from harness.core.config import MethodArgs, TrialConfig, param_of, register_method_args
 from harness.core.errors import ConfigError
-from harness.methods.objective import MethodContext, Objective
 from harness.core.registry import Registry
-from harness.core.config import TrialConfig
+from harness.methods.objective import MethodContext, Objective
+from harness.models.backbones import Classifier, StagedBackbone
 
 
 @dataclass(frozen=True)
@@ -24,31 +25,46 @@ class Preparation:
     kind: str = "teacher"
 
 
+def nothing_frozen(config: TrialConfig, num_stages: int) -> int:
+    """Every stage trains."""
+    return 0
+
+
+def linear_head(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input_size: int) -> Classifier:
+    """The backbone and a new head (dropout, then linear): the network of most methods."""
+    return Classifier(backbone, num_classes, config.dropout)
+
+
+def no_preparation(config: TrialConfig) -> Preparation | None:
+    """Nothing to train before the run."""
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
     """A way of transferring a backbone to a target task.
 
-    `frozen_stages(config, num_stages)` says how many leading stages stay fixed; `uses` lists the
-    method-specific hyperparameters it reads (any other method-specific one set away from its default is
-    an error, so a search space cannot tune a knob that does nothing). Optional hooks: `validate(config)`
-    checks names before any data is loaded; `preparation(config)` names a network that must be trained first
-    (a teacher), a job of the study's plan whose file path reaches the objective; `build(config, backbone, num_classes, input_size)`
-    makes the network instead of backbone + linear head; `objective(ctx)` makes the training loss.
+    `frozen_stages(config, num_stages)`: how many leading stages stay fixed. `args`: the method's knobs
+    (read as `config.method_args.<knob>`). `pretrained`: "forbidden", "optional" or "required".
     `any_source`: a checkpoint in `weights` may hold another network than `backbone`; that network is built.
+    Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
+    that must be trained first (a job of the study's plan, whose file reaches the objective);
+    `build(config, backbone, num_classes, input_size)` makes the network; `objective(ctx)` the training loss.
     """
 
     name: str
     description: str
-    frozen_stages: Callable[[TrialConfig, int], int]
-    pretrained: str = "optional"  # "forbidden" | "optional" | "required"
-    uses: tuple[str, ...] = ()
+    frozen_stages: Callable[[TrialConfig, int], int] = nothing_frozen
+    args: type[MethodArgs] = MethodArgs
+    pretrained: str = "optional"
     any_source: bool = False
     validate: Callable[[TrialConfig], None] | None = None
-    preparation: Callable[[TrialConfig], "Preparation | None"] | None = None
-    build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] | None = None
+    preparation: Callable[[TrialConfig], Preparation | None] = no_preparation
+    build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] = linear_head
     objective: Callable[[MethodContext], Objective] = Objective
 
     def check_weights(self, config: TrialConfig) -> None:
+        """Refuse weights the method's definition forbids or needs."""
         if self.pretrained == "forbidden" and config.weights != "none":
             raise ConfigError(f"weights='{config.weights}': method '{self.name}' trains from random "
                               f"initialisation; use weights=none")
@@ -57,30 +73,31 @@ class Method:
                               f"give weights=imagenet or checkpoint:PATH")
 
     def check_config(self, config: TrialConfig) -> None:
-        """What can be checked without the backbone: weights, knobs of other methods, the method's names."""
+        """What can be checked without the backbone: the knobs' class, the weights, the method's names."""
+        if type(config.method_args) is not self.args:
+            raise ConfigError(f"method_args: method '{self.name}' takes {self.args.__name__}, got "
+                              f"{type(config.method_args).__name__}; build the config with TrialConfig.from_dict")
         self.check_weights(config)
-        for knob, default in METHOD_KNOBS.items():
-            value = getattr(config, knob)
-            if knob not in self.uses and value != default:
-                users = [m for m in METHODS if knob in METHODS.get(m).uses]
-                raise ConfigError(f"{knob}={value!r}: not used by method '{self.name}' (used by: {', '.join(users)})")
         if self.validate is not None:
             self.validate(config)
 
     def check(self, config: TrialConfig, num_stages: int) -> int:
         """Validate the config for this method and backbone; return the number of frozen stages."""
         self.check_config(config)
-        if config.freeze_depth > num_stages:
-            raise ConfigError(f"freeze_depth={config.freeze_depth}: backbone '{config.backbone}' has "
-                              f"{num_stages} stages; allowed 0-{num_stages}")
+        for f in fields(config.method_args):
+            value = getattr(config.method_args, f.name)
+            if param_of(f).stage_relative and value > num_stages:
+                raise ConfigError(f"{f.name}={value}: backbone '{config.backbone}' has {num_stages} stages; "
+                                  f"allowed 0-{num_stages}")
         return self.frozen_stages(config, num_stages)
 
 
-_KNOB_NAMES = ("freeze_depth", "aux_dataset", "aux_weight", "teacher", "teacher_weights", "teacher_epochs",
-               "kd_temperature", "kd_alpha", "feature_layer", "target_depth", "target_width", "l2sp_alpha", "l2sp_beta")
-METHOD_KNOBS: dict[str, object] = {f.name: f.default for f in fields(TrialConfig) if f.name in _KNOB_NAMES}
 METHODS: Registry[Method] = Registry("method")
 
 
 def register(method: Method) -> Method:
+    """Add a method to METHODS and declare its knobs, so configs, flags and search spaces know them."""
+    if method.name in METHODS:
+        raise ValueError(f"method '{method.name}' is registered twice")
+    register_method_args(method.name, method.args)
     return METHODS.register(method.name, method.description)(method)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness.core.config import TrialConfig
+from harness.core.config import MethodArgs, TrialConfig, param
 from harness.core.errors import ConfigError
 from harness.data.preprocessing import Preprocessing
 from harness.data.root import teachers_dir
@@ -32,23 +33,39 @@ from harness.methods.objective import MethodContext, Objective
 CHECKPOINT = "checkpoint:"
 
 
+@dataclass(frozen=True)
+class DistillArgs(MethodArgs):
+    """The teacher and the distillation loss."""
+
+    teacher: str = param("resnet20", "a backbone fine-tuned on the target first, or checkpoint:PATH "
+                         "of a teacher file", check=bool, allowed="give a backbone name or checkpoint:PATH")
+    teacher_weights: str = param("none", "weights the teacher backbone starts from",
+                                 check=lambda v: v in ("none", "imagenet") or v.startswith(CHECKPOINT),
+                                 allowed="choose from: none, imagenet, checkpoint:PATH")
+    teacher_epochs: int = param(10, "epochs of the teacher's fine-tuning", low=1)
+    kd_temperature: float = param(4.0, "softmax temperature T of the distillation loss", low=0, low_open=True)
+    kd_alpha: float = param(0.5, "weight of the distillation loss; the labels get 1 - kd_alpha", low=0, high=1)
+
+
 def check(config: TrialConfig) -> None:
     """Fail fast on an unknown teacher backbone or a missing teacher file."""
-    if config.teacher.startswith(CHECKPOINT):
-        if not Path(config.teacher[len(CHECKPOINT):]).expanduser().is_file():
-            raise ConfigError(f"teacher='{config.teacher}': no such file")
-    elif config.teacher not in BACKBONES:
-        raise ConfigError(f"teacher='{config.teacher}': give a backbone or checkpoint:PATH; "
-                          f"{BACKBONES.unknown_message(config.teacher)}")
+    teacher = config.method_args.teacher
+    if teacher.startswith(CHECKPOINT):
+        if not Path(teacher[len(CHECKPOINT):]).expanduser().is_file():
+            raise ConfigError(f"teacher='{teacher}': no such file")
+    elif teacher not in BACKBONES:
+        raise ConfigError(f"teacher='{teacher}': give a backbone or checkpoint:PATH; "
+                          f"{BACKBONES.unknown_message(teacher)}")
 
 
 def teacher_config(config: TrialConfig) -> TrialConfig:
     """How a teacher backbone is fine-tuned on the student's training data: full fine-tuning with crop + flip,
     SGD at lr 0.05 from random initialisation or 0.01 from pretrained weights, batches of 64. Nothing the
     student's search varies enters it, so one teacher serves every trial."""
-    return TrialConfig(dataset=config.dataset, backbone=config.teacher, weights=config.teacher_weights,
-                       method="finetune", epochs=config.teacher_epochs,
-                       lr=0.05 if config.teacher_weights == "none" else 0.01, batch_size=64, augment="basic",
+    args = config.method_args
+    return TrialConfig(dataset=config.dataset, backbone=args.teacher, weights=args.teacher_weights,
+                       method="finetune", epochs=args.teacher_epochs,
+                       lr=0.05 if args.teacher_weights == "none" else 0.01, batch_size=64, augment="basic",
                        samples_per_class=config.samples_per_class, seed=config.seed, split_seed=config.split_seed,
                        image_size=config.image_size, train_on_val=config.train_on_val)
 
@@ -60,7 +77,7 @@ def teacher_path(tc: TrialConfig) -> Path:
 
 def preparation(config: TrialConfig) -> Preparation | None:
     """The teacher to fine-tune before this run (None for a given teacher file)."""
-    if config.teacher.startswith(CHECKPOINT):
+    if config.method_args.teacher.startswith(CHECKPOINT):
         return None
     tc = teacher_config(config)
     return Preparation(tc, teacher_path(tc), "teacher")
@@ -68,11 +85,12 @@ def preparation(config: TrialConfig) -> Preparation | None:
 
 def teacher_file(config: TrialConfig) -> Path:
     """The teacher file a distill run reads: the given one, or the fine-tuned teacher the plan trains first."""
-    if config.teacher.startswith(CHECKPOINT):
-        return Path(config.teacher[len(CHECKPOINT):]).expanduser()
+    teacher = config.method_args.teacher
+    if teacher.startswith(CHECKPOINT):
+        return Path(teacher[len(CHECKPOINT):]).expanduser()
     path = teacher_path(teacher_config(config))
     if not path.is_file():
-        raise ConfigError(f"teacher='{config.teacher}': its fine-tuned teacher file {path} is missing; "
+        raise ConfigError(f"teacher='{teacher}': its fine-tuned teacher file {path} is missing; "
                           f"`harness run` and `harness train` train it first")
     return path
 
@@ -135,7 +153,7 @@ class DistillObjective(Objective):
         if ctx.transform is not None and ctx.transform.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
         self.teacher = AdaptedTeacher(teacher, ctx.prep, prep).to(ctx.device).eval()
-        self.alpha, self.temperature = ctx.config.kd_alpha, ctx.config.kd_temperature
+        self.alpha, self.temperature = ctx.config.method_args.kd_alpha, ctx.config.method_args.kd_temperature
 
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x, y = self.mixed(x, y)
@@ -176,6 +194,5 @@ class DistillObjective(Objective):
 
 
 register(Method("distill", "distillation: a larger teacher fine-tuned on the target first (or a teacher file) "
-                "trains this smaller student with the KD loss", lambda c, n: 0,
-                uses=("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
-                validate=check, preparation=preparation, objective=DistillObjective))
+                "trains this smaller student with the KD loss", args=DistillArgs, validate=check,
+                preparation=preparation, objective=DistillObjective))

@@ -12,20 +12,35 @@ of that network, so search spaces give negative bounds to serve every source.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from harness.models.backbones import Classifier, StagedBackbone
 from harness.core.errors import ConfigError
-from harness.core.config import TrialConfig
+from harness.core.config import MethodArgs, TrialConfig, param
 from harness.methods.base import Method, register
+
+
+@dataclass(frozen=True)
+class FeatureTransferArgs(MethodArgs):
+    """Where the source network is cut, and the size of the target network trained on its features."""
+
+    feature_layer: int = param(-1, "source stages feeding the target network, negative counted from the end",
+                               check=lambda v: v != 0, end_relative=True,
+                               allowed="must be a stage count >= 1, or negative to count from the last stage "
+                                       "(-1 = all but the last)")
+    target_depth: int = param(2, "blocks of the target network", low=0, note="0 = a linear classifier")
+    target_width: int = param(64, "channels (or units) of the target network", low=1)
 
 
 def layer_count(config: TrialConfig, num_stages: int) -> int:
     """How many source stages feed the target network (`feature_layer`, negative counted from the end)."""
-    k = config.feature_layer if config.feature_layer > 0 else num_stages + config.feature_layer
+    layer = config.method_args.feature_layer
+    k = layer if layer > 0 else num_stages + layer
     if not 1 <= k <= num_stages:
-        raise ConfigError(f"feature_layer={config.feature_layer}: the source network has {num_stages} stages; "
+        raise ConfigError(f"feature_layer={layer}: the source network has {num_stages} stages; "
                           f"allowed 1-{num_stages}, or -1 to -{num_stages - 1} counted from the end")
     return k
 
@@ -74,15 +89,14 @@ def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input
     trunk = StagedBackbone(list(backbone.stages[:k]), feature_dim=0)
     shape = feature_shape(trunk, input_size)
     trunk.feature_dim = shape[0] if len(shape) != 2 else shape[-1]
-    head = target_network(shape, config.target_depth, config.target_width, num_classes, config.dropout)
+    args = config.method_args
+    head = target_network(shape, args.target_depth, args.target_width, num_classes, config.dropout)
     model = Classifier(trunk, num_classes, head=head)
-    model.facts = {"feature_layer": k, "feature_shape": list(shape), "target_depth": config.target_depth,
-                   "target_width": config.target_width}
+    model.facts = {"feature_layer": k, "feature_shape": list(shape), "target_depth": args.target_depth,
+                   "target_width": args.target_width}
     return model
 
 
 register(Method("feature_transfer", "a new small CNN/MLP (target_depth, target_width) trained on the frozen "
                 "source network's features after feature_layer stages (cached)", layer_count,
-                uses=("feature_layer", "target_depth", "target_width"), any_source=True, build=build))
-
-
+                args=FeatureTransferArgs, any_source=True, build=build))

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from harness.methods.base import Method, register
 
-register(Method("finetune", "full fine-tuning: pretrained backbone and new head all trained", lambda c, n: 0))
+register(Method("finetune", "full fine-tuning: pretrained backbone and new head all trained"))

@@ -3,13 +3,23 @@ fine-tuning whose loss pulls the backbone towards its pretrained weights and kee
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from harness.core.config import MethodArgs, param
 from harness.methods.base import Method, register
 from harness.methods.objective import MethodContext, Objective
 from harness.models.backbones import Classifier
+
+
+@dataclass(frozen=True)
+class L2SPArgs(MethodArgs):
+    """Strengths of the two L2-SP penalties."""
+
+    l2sp_alpha: float = param(0.1, "alpha, the pull of the backbone towards its pretrained weights", low=0)
+    l2sp_beta: float = param(0.01, "beta, the L2 penalty on the new head's weights", low=0)
 
 
 class L2SP:
@@ -39,7 +49,8 @@ class L2SPObjective(Objective):
     """Fine-tuning whose loss carries the L2-SP penalty; the summary records how far the backbone moved."""
 
     def __init__(self, ctx: MethodContext) -> None:
-        self.l2sp = L2SP(ctx.model, ctx.config.l2sp_alpha, ctx.config.l2sp_beta)
+        args = ctx.config.method_args
+        self.l2sp = L2SP(ctx.model, args.l2sp_alpha, args.l2sp_beta)
         super().__init__(ctx, [self.l2sp])
 
     def extras(self, status: str) -> dict[str, dict[str, Any]]:
@@ -56,5 +67,5 @@ def weight_distance(model: Classifier, reference: dict[str, torch.Tensor]) -> fl
 
 
 register(Method("l2sp", "fine-tuning with L2-SP: l2sp_alpha x ||w - w0||^2 pulls the backbone towards its "
-                "pretrained weights, l2sp_beta x ||head||^2", lambda c, n: 0, pretrained="required",
-                uses=("l2sp_alpha", "l2sp_beta"), objective=L2SPObjective))
+                "pretrained weights, l2sp_beta x ||head||^2", pretrained="required", args=L2SPArgs,
+                objective=L2SPObjective))

@@ -10,6 +10,7 @@ the auxiliary head stays frozen, which is fine-tuning exactly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,23 +25,36 @@ from harness.data.registry import DATASETS, load_dataset, parse_spec
 from harness.core.errors import ConfigError
 from harness.methods.base import Method, register
 from harness.methods.objective import MethodContext, Objective
-from harness.core.config import AUX_ROTATION, TrialConfig
+from harness.core.config import MethodArgs, TrialConfig, param
 
 ROTATIONS = 4
+AUX_ROTATION = "rotation"
+
+
+@dataclass(frozen=True)
+class MultiBranchArgs(MethodArgs):
+    """The auxiliary task and its weight in the loss."""
+
+    aux_dataset: str = param(AUX_ROTATION, "auxiliary task: a dataset spec (its training split), or rotation "
+                             "prediction on the target images", check=bool,
+                             allowed=f"give a dataset spec or {AUX_ROTATION}")
+    aux_weight: float = param(0.5, "weight of the auxiliary loss; 0 is fine-tuning exactly", low=0)
 
 
 def check(config: TrialConfig) -> None:
     """Fail fast on an unknown auxiliary dataset name."""
-    name = parse_spec(config.aux_dataset)[0]
-    if config.aux_dataset != AUX_ROTATION and name not in DATASETS:
-        raise ConfigError(f"aux_dataset='{config.aux_dataset}': give {AUX_ROTATION} or a dataset spec; "
+    aux = config.method_args.aux_dataset
+    name = parse_spec(aux)[0]
+    if aux != AUX_ROTATION and name not in DATASETS:
+        raise ConfigError(f"aux_dataset='{aux}': give {AUX_ROTATION} or a dataset spec; "
                           f"{DATASETS.unknown_message(name)}")
 
 
 def aux_classes(config: TrialConfig) -> int:
-    if config.aux_dataset == AUX_ROTATION:
+    """Classes of the auxiliary task: four quarter turns, or the auxiliary dataset's classes."""
+    if config.method_args.aux_dataset == AUX_ROTATION:
         return ROTATIONS
-    return load_dataset(config.aux_dataset, split_seed=config.split_seed).num_classes
+    return load_dataset(config.method_args.aux_dataset, split_seed=config.split_seed).num_classes
 
 
 class MultiBranchClassifier(Classifier):
@@ -65,7 +79,8 @@ class MultiBranchClassifier(Classifier):
 
 
 def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input_size: int) -> Classifier:
-    return MultiBranchClassifier(backbone, num_classes, aux_classes(config), config.dropout, config.aux_weight > 0)
+    return MultiBranchClassifier(backbone, num_classes, aux_classes(config), config.dropout,
+                                 config.method_args.aux_weight > 0)
 
 
 def rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
@@ -112,12 +127,12 @@ class MultiBranchObjective(Objective):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        c = ctx.config
-        self.weight, self.rotation = c.aux_weight, c.aux_dataset == AUX_ROTATION
+        c, args = ctx.config, ctx.config.method_args
+        self.weight, self.rotation = args.aux_weight, args.aux_dataset == AUX_ROTATION
         self.aux_loss, self.aux_steps = torch.zeros((), device=ctx.device), 0
         self.aux_bundle, self.stream = None, None
         if not self.rotation and self.weight > 0:
-            self.aux_bundle = load_dataset(c.aux_dataset, split_seed=c.split_seed, image_size=ctx.prep.image_size)
+            self.aux_bundle = load_dataset(args.aux_dataset, split_seed=c.split_seed, image_size=ctx.prep.image_size)
             self.aux_transform = batch_transform(c, ctx.prep, self.aux_bundle.flip,
                                                  ctx.transform.channels_last).to(ctx.device)
             self.stream = AuxBatches(self.aux_bundle.train, c.batch_size, self.aux_transform, ctx)
@@ -159,8 +174,7 @@ class MultiBranchObjective(Objective):
         return correct / max(1, seen)
 
     def extras(self, status: str) -> dict[str, dict[str, Any]]:
-        c = self.ctx.config
-        facts: dict[str, Any] = {"aux_task": c.aux_dataset, "aux_weight": self.weight,
+        facts: dict[str, Any] = {"aux_task": self.ctx.config.method_args.aux_dataset, "aux_weight": self.weight,
                                  "aux_classes": self.ctx.model.aux_head[-1].out_features}
         if self.weight > 0:
             facts["aux_train_loss"] = float(self.aux_loss) / max(1, self.aux_steps)
@@ -170,5 +184,4 @@ class MultiBranchObjective(Objective):
 
 register(Method("multibranch", "multi-task fine-tuning: shared backbone, target head + auxiliary head (aux_dataset: "
                 "a second dataset, or rotation prediction); loss = main + aux_weight x aux",
-                lambda c, n: 0, uses=("aux_dataset", "aux_weight"), validate=check,
-                build=build, objective=MultiBranchObjective))
+                args=MultiBranchArgs, validate=check, build=build, objective=MultiBranchObjective))

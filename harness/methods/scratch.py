@@ -5,4 +5,4 @@ from __future__ import annotations
 from harness.methods.base import Method, register
 
 register(Method("scratch", "random initialisation, every layer trained (the no-transfer baseline)",
-                lambda c, n: 0, pretrained="forbidden"))
+                pretrained="forbidden"))

@@ -17,6 +17,7 @@ import yaml
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
+from harness.core.yamlio import read_yaml
 from harness.results.records import CellRecord, FinalRecord, SourceRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.data.root import teachers_dir_default
@@ -26,13 +27,12 @@ from harness.study.progress import Progress
 from harness.study.suite import Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
 RESOLVED_SUITE = "suite.yaml"
+SUITE_FLAGS = "suite_flags"  # the argparse namespace entry listing the flags of the "suite overrides" group
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
-    keys = ("datasets", "methods", "backbones", "weights", "samples_per_class", "num_samples", "algorithm",
-            "scheduler", "metric", "max_concurrent_trials", "max_concurrent_cells", "epochs", "final_seeds",
-            "cpus_per_trial", "gpus_per_trial", "workers_per_trial")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    """The suite-override flags given on the command line (those the parser put in its "suite overrides" group)."""
+    return {k: getattr(args, k) for k in getattr(args, SUITE_FLAGS, ()) if getattr(args, k, None) is not None}
 
 
 def resolve(args: argparse.Namespace) -> tuple[SuiteSpec, RunStore | None]:
@@ -45,7 +45,7 @@ def resolve(args: argparse.Namespace) -> tuple[SuiteSpec, RunStore | None]:
         if _flags(args):
             raise ConfigError(f"--resume: suite flags ({', '.join(_flags(args))}) cannot change a run; "
                               f"start a new run instead")
-        return suite_from_dict(yaml.safe_load(path.read_text()), str(path)), RunStore(run_dir)
+        return suite_from_dict(read_yaml(path) or {}, str(path)), RunStore(run_dir)
     return apply_overrides(load_suite(args.suite), **_flags(args)), None
 
 

@@ -8,25 +8,34 @@ A value is either fixed (`epochs: 6`) or one distribution: `{loguniform: [lo, hi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness.core.config import coerce, hyperparameters, knob_users, param_of, scalar_type
 from harness.core.errors import ConfigError
+from harness.core.yamlio import read_yaml
 from harness.methods import METHODS
-from harness.methods.base import METHOD_KNOBS
-from harness.core.config import HYPERPARAMETERS
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice", "grid")
-NOT_SEARCHABLE = ("dataset", "backbone", "weights", "method", "seed", "split_seed", "evaluate_test",
-                  "samples_per_class", "train_on_val")
-SEARCHABLE = tuple(h for h in HYPERPARAMETERS if h not in NOT_SEARCHABLE)
-STAGE_RELATIVE = ("freeze_depth",)  # negative values resolved here, against the cell's backbone
-END_RELATIVE = ("feature_layer",)  # negative values kept: the trial resolves them against the network it builds
+
+
+def searchable() -> list[str]:
+    """Hyperparameters a search space may hold: every field not set by the suite, every method's knobs."""
+    return [k for k, f in hyperparameters().items() if param_of(f).searchable]
+
+
+def stage_relative() -> list[str]:
+    """Keys counted in backbone stages whose negative values are resolved here, against the cell's backbone."""
+    return [k for k, f in hyperparameters().items() if param_of(f).stage_relative]
+
+
+def end_relative() -> list[str]:
+    """Keys whose negative values are kept: the trial counts them from the end of the network it builds."""
+    return [k for k, f in hyperparameters().items() if param_of(f).end_relative]
 
 
 def spaces_dir() -> Path:
@@ -55,10 +64,11 @@ class Dist:
 
 
 def _number(value: Any, where: str) -> float:
+    """A distribution bound as a finite float (YAML 1.1 reads 1e-3 as a string)."""
     if isinstance(value, bool):
         raise ConfigError(f"{where}: {value!r} is not a number")
     try:
-        x = float(value)  # YAML 1.1 reads 1e-3 as a string
+        x = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a number") from None
     if not math.isfinite(x):
@@ -66,10 +76,11 @@ def _number(value: Any, where: str) -> float:
     return x
 
 
-def parse_value(value: Any, where: str) -> Any:
-    """A fixed value or a Dist, checked for a known distribution and a non-empty range."""
+def parse_value(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """A fixed value or a Dist for hyperparameter `f`: a known distribution, a non-empty range, values of the
+    field's type inside its allowed range (stage- and end-relative keys are checked against the backbone later)."""
     if not isinstance(value, dict):
-        return _plain(value)
+        return _typed(f, value, where)
     if len(value) != 1:
         raise ConfigError(f"{where}: give one distribution ({', '.join(DISTRIBUTIONS)}), got {list(value)}")
     kind, args = next(iter(value.items()))
@@ -78,79 +89,99 @@ def parse_value(value: Any, where: str) -> Any:
     if not isinstance(args, list) or not args:
         raise ConfigError(f"{where}: {kind} needs a non-empty list, got {args!r}")
     if kind in ("choice", "grid"):
-        return Dist(kind, tuple(_plain(a) for a in args))
+        return Dist(kind, tuple(_typed(f, a, where) for a in args))
     if len(args) != 2:
         raise ConfigError(f"{where}: {kind} needs [low, high], got {args!r}")
+    field_type = scalar_type(f)
+    if field_type not in (int, float) or (field_type is int and kind != "int"):
+        raise ConfigError(f"{where}: {kind} draws {'integers' if kind == 'int' else 'fractions'}, but {f.name} is "
+                          f"{'an' if field_type is int else 'a'} {getattr(field_type, '__name__', f.type)}; "
+                          f"use {'int or ' if field_type is int else ''}choice")
     lo, hi = (_number(a, where) for a in args)
     if kind == "int":
         if not (lo.is_integer() and hi.is_integer()):
             raise ConfigError(f"{where}: int bounds must be whole numbers, got {args!r}")
         if (lo >= 0) == (hi >= 0) and lo > hi:
             raise ConfigError(f"{where}: empty range [{int(lo)}, {int(hi)}]")
+        for bound in (lo, hi):
+            _typed(f, int(bound), where)
         return Dist(kind, (int(lo), int(hi)))
     if lo >= hi:
         raise ConfigError(f"{where}: empty range [{lo:g}, {hi:g}]; low must be below high")
     if kind == "loguniform" and lo <= 0:
         raise ConfigError(f"{where}: loguniform needs low > 0, got {lo:g}")
+    _typed(f, lo, where)
+    p = param_of(f)
+    if not (p.high_open and hi == p.high):  # draws stay below high, so an open upper end may be the bound
+        _typed(f, hi, where)
     return Dist(kind, (lo, hi))
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, str):
-        try:
-            return float(v) if any(c in v for c in ".eE") and not v.isalpha() else int(v)
-        except ValueError:
-            return v
-    return v
+def _typed(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """A value checked against its field (type, and range unless stage- or end-relative); strings from YAML
+    become the field's type (`"1e-3"` -> 0.001), other values stay as written, so merged spaces and cell ids
+    do not depend on the check."""
+    p = param_of(f)
+    try:
+        typed = coerce(f.name, scalar_type(f), value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if not (p.stage_relative or p.end_relative) and not p.ok(typed):
+        raise ConfigError(f"{where}: {f.name}={typed!r}: {p.describe()}")
+    return typed if isinstance(value, str) else value
 
 
 def read_space_file(path: Path) -> dict[str, Any]:
-    """One YAML file of hyperparameter -> value or distribution, keys checked against TrialConfig."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    """One YAML file of hyperparameter -> value or distribution, keys and values checked against their fields."""
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping of hyperparameter: value")
     return parse_space(data, str(path))
 
 
 def parse_space(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A mapping of hyperparameter -> value or distribution, each key searchable and each value allowed."""
+    known = hyperparameters()
+    keys = searchable()
     out = {}
     for key, value in data.items():
-        if key in NOT_SEARCHABLE:
+        if key in known and key not in keys:
             raise ConfigError(f"{where}: key '{key}' is set by the suite, not searched")
-        if key not in SEARCHABLE:
-            raise ConfigError(f"{where}: unknown key '{key}'; choose from: {', '.join(SEARCHABLE)}")
-        out[key] = parse_value(value, f"{where}: key '{key}'")
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown key '{key}'; choose from: {', '.join(keys)}")
+        out[key] = parse_value(known[key], value, f"{where}: key '{key}'")
     return out
 
 
 def method_space(method: str, dataset: str, overrides: dict[str, Any] | None = None,
                  folder: Path | None = None) -> dict[str, Any]:
-    """default.yaml, then <method>.yaml, then datasets/<dataset>.yaml, then the suite's overrides."""
+    """default.yaml, then <method>.yaml, then datasets/<dataset>.yaml, then the suite's overrides; a knob
+    reaches only the methods that declare it."""
     folder = folder or spaces_dir()
-    m = METHODS.get(method)
+    own_knobs = {f.name for f in dataclasses.fields(METHODS.get(method).args)}
     merged: dict[str, Any] = {}
     default = folder / "default.yaml"
     if default.is_file():
         base = read_space_file(default)
-        for knob in METHOD_KNOBS:
-            if knob in base:
-                raise ConfigError(f"{default}: key '{knob}' is method-specific; put it in {knob}'s method file")
+        for key in base:
+            users = knob_users(key)
+            if users:
+                raise ConfigError(f"{default}: key '{key}' is method-specific; put it in "
+                                  f"{' or '.join(f'{m}.yaml' for m in users)}")
         merged.update(base)
     own = folder / f"{method}.yaml"
     if own.is_file():
         space = read_space_file(own)
-        for knob in METHOD_KNOBS:
-            if knob in space and knob not in m.uses:
-                raise ConfigError(f"{own}: key '{knob}' is not used by method '{method}'")
+        for key in space:
+            users = knob_users(key)
+            if users and key not in own_knobs:
+                raise ConfigError(f"{own}: key '{key}' is not used by method '{method}' (used by: {', '.join(users)})")
         merged.update(space)
     per_dataset = folder / "datasets" / f"{dataset.split(':')[0].split('?')[0]}.yaml"
     extra = dict(read_space_file(per_dataset)) if per_dataset.is_file() else {}
     extra.update(overrides or {})
     for key, value in extra.items():
-        if key in METHOD_KNOBS and key not in m.uses:
+        if knob_users(key) and key not in own_knobs:
             continue
         merged[key] = value
     return merged
@@ -167,13 +198,13 @@ def _check_end_relative(key: str, value: Any, where: str) -> None:
 
 
 def resolve_stages(space: dict[str, Any], num_stages: int, where: str) -> dict[str, Any]:
-    """Turn negative freeze_depth bounds into stage counts of this backbone and check them; check that
-    feature_layer values count stages one way."""
+    """Turn negative bounds of stage-relative keys (freeze_depth) into stage counts of this backbone and check
+    them; check that end-relative keys (feature_layer) count stages one way."""
     out = dict(space)
-    for key in END_RELATIVE:
+    for key in end_relative():
         if out.get(key) is not None:
             _check_end_relative(key, out[key], where)
-    for key in STAGE_RELATIVE:
+    for key in stage_relative():
         value = out.get(key)
         if value is None:
             continue
@@ -194,12 +225,19 @@ def resolve_stages(space: dict[str, Any], num_stages: int, where: str) -> dict[s
 
 
 def space_to_data(space: dict[str, Any]) -> dict[str, Any]:
+    """The space as plain data (what a cell's id hashes and its record holds)."""
     return {k: (v.to_data() if isinstance(v, Dist) else v) for k, v in space.items()}
 
 
-def grid_size(space: dict[str, Any]) -> int:
-    n = 1
+def trial_count(space: dict[str, Any], num_samples: int, algorithm: str) -> int:
+    """Trials a cell runs: num_samples times every grid combination (with algorithm=grid, every choice and
+    int range is enumerated too)."""
+    n = num_samples
     for v in space.values():
-        if isinstance(v, Dist) and v.kind == "grid":
+        if not isinstance(v, Dist):
+            continue
+        if v.kind == "grid" or (algorithm == "grid" and v.kind == "choice"):
             n *= len(v.args)
+        elif algorithm == "grid" and v.kind == "int":
+            n *= v.args[1] - v.args[0] + 1
     return n

@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from harness.models.backbones import BACKBONES
-from harness.data.registry import DATASETS, parse_spec
+from harness.core.config import TrialConfig, coerce, config_hash, param, scalar_type, validate_fields
 from harness.core.errors import ConfigError
+from harness.core.yamlio import read_yaml
+from harness.data.registry import DATASETS, parse_spec
 from harness.methods import METHODS
+from harness.models.backbones import BACKBONES
 from harness.results.records import target_label
-from harness.study.spaces import Dist, grid_size, method_space, parse_space, resolve_stages, space_to_data, spaces_dir
-from harness.core.config import TrialConfig, config_hash
+from harness.study.spaces import Dist, method_space, parse_space, resolve_stages, space_to_data, spaces_dir, trial_count
 
 ALGORITHMS = ("random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo")
@@ -30,24 +29,27 @@ class SearchBudget:
     """How each cell is searched: Ray Tune's num_samples, search algorithm, scheduler and concurrency
     (trials at once within a cell; cells searching at once, each with its own Tuner)."""
 
-    num_samples: int = 4
-    algorithm: str = "random"
-    scheduler: str = "asha"
-    max_concurrent_trials: int = 0
-    max_concurrent_cells: int = 2
-    metric: str = "val_accuracy"
-    mode: str = "max"
-    grace_period: int = 1
-    reduction_factor: int = 2
+    num_samples: int = param(4, "trials per cell (Ray Tune num_samples; multiplied by grid values)", low=1)
+    algorithm: str = param("random", "search algorithm", choices=ALGORITHMS)
+    scheduler: str = param("asha", "trial scheduler", choices=SCHEDULERS)
+    max_concurrent_trials: int = param(0, "trials at once per cell", low=0,
+                                       note="0: as many as the cluster fits")
+    max_concurrent_cells: int = param(2, "cells searching at once, one Tuner each", low=1)
+    metric: str = param("val_accuracy", "validation metric to select on")
+    mode: str = param("max", "whether the metric is maximised or minimised", choices=("max", "min"))
+    grace_period: int = param(1, "ASHA: epochs before a trial may be stopped", low=1)
+    reduction_factor: int = param(2, "ASHA: 1/reduction_factor of the trials go on at each rung", low=2)
 
 
 @dataclass
 class Resources:
     """What one trial gets: CPUs and GPUs per worker (fractions allowed) and Ray Train workers."""
 
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    workers_per_trial: int = 1
+    cpus_per_trial: float = param(1.0, "CPUs per worker", low=0, low_open=True)
+    gpus_per_trial: float = param(0.0, "GPUs per worker; fractions below 1 allowed",
+                                  check=lambda v: v >= 0 and (v <= 1 or float(v).is_integer()),
+                                  allowed="must be >= 0; fractions only below 1")
+    workers_per_trial: int = param(1, "Ray Train workers (DDP) per trial", low=1)
 
 
 @dataclass
@@ -147,14 +149,7 @@ class Cell:
 
     @property
     def num_trials(self) -> int:
-        if self.search.algorithm == "grid":
-            n = 1
-            for v in self.space.values():
-                if isinstance(v, Dist):
-                    n *= len(v.args) if v.kind in ("grid", "choice") else (
-                        v.args[1] - v.args[0] + 1 if v.kind == "int" else 1)
-            return self.search.num_samples * n
-        return self.search.num_samples * grid_size(self.space)
+        return trial_count(self.space, self.search.num_samples, self.search.algorithm)
 
     @property
     def max_epochs(self) -> int:
@@ -168,6 +163,7 @@ def suites_dir() -> Path:
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
+    """A suite dataclass from a YAML mapping: unknown keys refused, scalars cast to the field types."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: must be a mapping, got {data!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -176,17 +172,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
             raise ConfigError(f"{where}: unknown key '{key}'; choose from: {', '.join(known)}")
     values = {}
     for key, value in data.items():
-        default = known[key].default
-        kind = type(default) if default is not dataclasses.MISSING else (
-            str if known[key].default_factory is dataclasses.MISSING else None)
-        if kind is dict and not isinstance(value, dict):
+        kind = scalar_type(known[key])
+        if kind is None and str(known[key].type).startswith("dict") and not isinstance(value, dict):
             raise ConfigError(f"{where}: key '{key}' must be a mapping, got {value!r}")
         try:
-            values[key] = kind(value) if kind in (int, float, str) and not isinstance(value, (bool, dict)) else value
-            if kind is not None and kind is not dict and isinstance(value, (dict, list)):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: key '{key}' value {value!r} must be {kind.__name__}") from None
+            values[key] = coerce(key, kind, value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
     try:
         return cls(**values)
     except TypeError as e:
@@ -207,11 +199,7 @@ def load_suite(name_or_path: str) -> SuiteSpec:
     if not path.is_file():
         known = sorted(p.stem for p in suites_dir().glob("*.yaml"))
         raise ConfigError(f"suite '{name_or_path}': no such file {path}; choose from: {', '.join(known)}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return suite_from_dict(data, str(path), default_name=path.stem)
+    return suite_from_dict(read_yaml(path) or {}, str(path), default_name=path.stem)
 
 
 def _dataset_entries(items: Any, where: str) -> list[DatasetEntry]:
@@ -240,11 +228,18 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
         sources={k: _build(SourceSpec, v, f"{where}: sources.{k}") for k, v in (data.get("sources") or {}).items()},
         search=_build(SearchBudget, data.get("search") or {}, f"{where}: search"),
         resources=_build(Resources, data.get("resources") or {}, f"{where}: resources"),
-        final_seeds=int(data.get("final_seeds", 3)),
+        final_seeds=_final_seeds(data.get("final_seeds", 3), where),
         overrides=dict(data.get("overrides") or {}),
     )
     validate_suite(suite, where)
     return suite
+
+
+def _final_seeds(value: Any, where: str) -> int:
+    try:
+        return coerce("final_seeds", int, value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def validate_suite(suite: SuiteSpec, where: str) -> None:
@@ -275,21 +270,11 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
                 raise ConfigError(f"{where}: sources.{key}: {reg.unknown_message(name)}")
     check(bool(suite.datasets) and all((d.methods or suite.methods) and (d.backbones or suite.backbones)
                                        for d in suite.datasets), "needs datasets, methods and backbones")
-    s, r = suite.search, suite.resources
-    check(s.num_samples >= 1, f"search.num_samples={s.num_samples}: must be >= 1")
-    check(s.algorithm in ALGORITHMS, f"search.algorithm='{s.algorithm}': choose from: {', '.join(ALGORITHMS)}")
-    check(s.scheduler in SCHEDULERS, f"search.scheduler='{s.scheduler}': choose from: {', '.join(SCHEDULERS)}")
-    check(s.mode in ("max", "min"), f"search.mode='{s.mode}': choose from: max, min")
-    check(s.max_concurrent_trials >= 0, f"search.max_concurrent_trials={s.max_concurrent_trials}: must be >= 0 "
-          "(0: as many as the cluster fits)")
-    check(s.max_concurrent_cells >= 1, f"search.max_concurrent_cells={s.max_concurrent_cells}: must be >= 1")
-    check(s.grace_period >= 1, f"search.grace_period={s.grace_period}: must be >= 1")
-    check(s.reduction_factor >= 2, f"search.reduction_factor={s.reduction_factor}: must be >= 2")
-    check(r.cpus_per_trial > 0, f"resources.cpus_per_trial={r.cpus_per_trial}: must be > 0")
-    check(r.gpus_per_trial >= 0, f"resources.gpus_per_trial={r.gpus_per_trial}: must be >= 0")
-    check(r.gpus_per_trial <= 1 or r.gpus_per_trial.is_integer(),
-          f"resources.gpus_per_trial={r.gpus_per_trial}: fractions only below 1")
-    check(r.workers_per_trial >= 1, f"resources.workers_per_trial={r.workers_per_trial}: must be >= 1")
+    try:
+        validate_fields(suite.search, "search.")
+        validate_fields(suite.resources, "resources.")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     check(suite.final_seeds >= 1, f"final_seeds={suite.final_seeds}: must be >= 1")
     parse_space(suite.overrides, f"{where}: overrides")
 
@@ -317,12 +302,10 @@ def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
         s.backbones = [BackboneEntry(b.name, flags["weights"]) for b in s.backbones]
         s.datasets = [dataclasses.replace(d, backbones=[BackboneEntry(b.name, flags["weights"]) for b in d.backbones])
                       for d in s.datasets]
-    for key in ("num_samples", "algorithm", "scheduler", "max_concurrent_trials", "max_concurrent_cells", "metric"):
-        if flags.get(key) is not None:
-            setattr(s.search, key, flags[key])
-    for key in ("cpus_per_trial", "gpus_per_trial", "workers_per_trial"):
-        if flags.get(key) is not None:
-            setattr(s.resources, key, flags[key])
+    for part in (s.search, s.resources):
+        for f in dataclasses.fields(part):
+            if flags.get(f.name) is not None:
+                setattr(part, f.name, coerce(f.name, scalar_type(f), flags[f.name]))
     if flags.get("final_seeds") is not None:
         s.final_seeds = flags["final_seeds"]
     if flags.get("epochs") is not None:  # a flag beats every file, per-dataset overrides included

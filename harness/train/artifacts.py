@@ -94,7 +94,6 @@ def run_preparation(job: Preparation, log: Log | None = None) -> tuple[Path, boo
 
 def prepare(config: TrialConfig, log: Log | None = None) -> None:
     """Everything `config`'s method needs trained before it runs (for one-off runs such as `harness train`)."""
-    method = METHODS.get(config.method)
-    job = method.preparation(config) if method.preparation is not None else None
+    job = METHODS.get(config.method).preparation(config)
     if job is not None:
         run_preparation(job, log)
