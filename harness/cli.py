@@ -92,6 +92,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES
     from harness.data.registry import DATASETS, INTERNAL_PARAMS
     from harness.methods import METHODS
+    from harness.tasks import TASKS
 
     print("datasets (spec: name[:classes][?option=value&...], e.g. digits:5-9, shapes?per_class=100):")
     for name in DATASETS:
@@ -107,6 +108,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in METHODS:
         uses = METHODS.get(name).uses
         print(f"  {name:<22} {METHODS.describe(name)}" + (f"  [searches: {', '.join(uses)}]" if uses else ""))
+    print("tasks (named by each dataset):")
+    for name in TASKS:
+        print(f"  {name:<22} {TASKS.describe(name)}")
     return 0
 
 
@@ -222,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="results/sources", help="where checkpoints go (default: results/sources)")
     add_data_flags(p)
 
-    sub.add_parser("list", help="list datasets, backbones and methods")
+    sub.add_parser("list", help="list datasets, backbones, methods and tasks")
 
     p = sub.add_parser("fetch", help="download datasets into the data root and ImageNet weights of backbones "
                        "into the torch cache (needs internet)")
