@@ -127,6 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES
     from harness.data.registry import DATASETS, PATH_DATASETS, dataset_options
     from harness.methods import METHODS
+    from harness.tasks import TASKS
 
     if args.format == "md":
         sys.stdout.write(methods_markdown())
@@ -145,6 +146,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<22} {METHODS.describe(name)}")
         for f in dataclasses.fields(METHODS.get(name).args):
             print(f"    {f.name:<20} {param_of(f).help} ({_allowed(f)})")
+    print("tasks (named by each dataset):")
+    for name in TASKS:
+        print(f"  {name:<22} {TASKS.describe(name)}")
     return 0
 
 
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="results/sources", help="where checkpoints go (default: results/sources)")
     add_data_flags(p)
 
-    p = sub.add_parser("list", help="list datasets, backbones and methods (with their knobs)")
+    p = sub.add_parser("list", help="list datasets, backbones, methods (with their knobs) and tasks")
     p.add_argument("--format", choices=("text", "md"), default="text",
                    help="text (default), or md: the methods table of the README in Markdown")
 

@@ -16,7 +16,8 @@ from harness.data.root import DATA_ENV, runtime_env_vars, use_data_root
 from harness.data.bundle import Split
 from harness.data.registry import DATASETS, dataset_options, load_dataset
 from harness.data.augment import BatchTransform
-from harness.train.loop import fit, resolve_preprocessing, train_loop
+from harness.train.inputs import resolve_preprocessing
+from harness.train.loop import fit, train_loop
 from harness.core.errors import ConfigError
 from harness.data.files import FileSplit
 from harness.core.config import TrialConfig

@@ -87,7 +87,8 @@ AnySplit = Union[Split, FileSplit]
 
 @dataclass(frozen=True)
 class DatasetBundle:
-    """Train / validation / test splits with what a model needs to know about them."""
+    """Train / validation / test splits with what a model needs to know about them; `task` names what is
+    predicted (harness.tasks: head, loss, metrics) and `metric` the headline metric its literature reports."""
 
     name: str
     train: AnySplit
@@ -97,6 +98,7 @@ class DatasetBundle:
     flip: bool = True
     metric: str = "accuracy"
     description: str = ""
+    task: str = "classification"
 
     @property
     def num_classes(self) -> int:

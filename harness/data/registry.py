@@ -90,7 +90,13 @@ def load_dataset(spec: str, samples_per_class: int = 0, seed: int = 0, split_see
 
     `resize_size` is the shorter side file-backed images are resized to before the centre crop to
     `image_size` (0: image_size / 0.875); in-memory images are resized straight to image_size."""
-    bundle = _base(spec, split_seed, str(data_root()))
+    return derive(_base(spec, split_seed, str(data_root())), samples_per_class, seed, image_size, resize_size)
+
+
+def derive(bundle: DatasetBundle, samples_per_class: int = 0, seed: int = 0, image_size: int = 0,
+           resize_size: int = 0) -> DatasetBundle:
+    """A loaded bundle resized to `image_size` (see load_dataset) and with a few-shot training subset drawn
+    by `seed`; nothing is loaded again."""
     if image_size and (image_size != bundle.image_size or not bundle.in_memory):
         bundle = resize(bundle, image_size, resize_size)
     if samples_per_class:

@@ -30,11 +30,6 @@ def nothing_frozen(config: TrialConfig, num_stages: int) -> int:
     return 0
 
 
-def linear_head(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input_size: int) -> Classifier:
-    """The backbone and a new head (dropout, then linear): the network of most methods."""
-    return Classifier(backbone, num_classes, config.dropout)
-
-
 def no_preparation(config: TrialConfig) -> Preparation | None:
     """Nothing to train before the run."""
     return None
@@ -49,7 +44,8 @@ class Method:
     `any_source`: a checkpoint in `weights` may hold another network than `backbone`; that network is built.
     Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
     that must be trained first (a job of the study's plan, whose file reaches the objective);
-    `build(config, backbone, num_classes, input_size)` makes the network; `objective(ctx)` the training loss.
+    `build(config, backbone, num_classes, input_size)` makes the network (default: the backbone and the task's
+    head); `objective(ctx)` the training loss.
     """
 
     name: str
@@ -60,7 +56,7 @@ class Method:
     any_source: bool = False
     validate: Callable[[TrialConfig], None] | None = None
     preparation: Callable[[TrialConfig], Preparation | None] = no_preparation
-    build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] = linear_head
+    build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] | None = None  # None: the task's head
     objective: Callable[[MethodContext], Objective] = Objective
 
     def check_weights(self, config: TrialConfig) -> None:

@@ -1,8 +1,8 @@
-"""What a training step minimises: a method's `Objective` (cross-entropy on the possibly mixed batch, or a
+"""What a training step minimises: a method's `Objective` (the task's loss on the possibly mixed batch, or a
 method's own data term) plus penalties on the weights (L1 for every method, L2-SP for `l2sp`).
 
-The engine builds a `MethodContext` once the model is on its device and asks the method for its objective;
-methods without one get the plain `Objective`.
+The loop builds a `MethodContext` once the model is on its device and asks the method for its objective;
+methods without one get the plain `Objective`, whose loss is the task's criterion.
 """
 
 from __future__ import annotations
@@ -19,23 +19,25 @@ from harness.data.preprocessing import Preprocessing
 from harness.models.backbones import Classifier
 from harness.data.bundle import AnySplit, DatasetBundle
 from harness.core.config import TrialConfig
+from harness.tasks.base import Task
 
 Penalty = Callable[[], torch.Tensor]
 
 
 @dataclass
 class MethodContext:
-    """What a method's objective may use: the run's config, network, data, input pipeline and device."""
+    """What a method's objective may use: the run's config, network, data, task, input pipeline and device."""
 
     config: TrialConfig
     model: Classifier
     trained: nn.Module  # what the optimiser updates: the model, or its head alone on cached features
     bundle: DatasetBundle
+    task: Task
     prep: Preprocessing
     transform: BatchTransform | None  # the target's input pipeline (None on cached features)
     device: torch.device
     amp: torch.dtype | None
-    criterion: nn.Module
+    criterion: nn.Module  # the task's loss
     mix: Mix | None
     predict: Callable[[nn.Module, AnySplit | torch.Tensor, BatchTransform | None], torch.Tensor]
     prepare_loader: Callable[[DataLoader], DataLoader] = lambda d: d
@@ -44,7 +46,7 @@ class MethodContext:
 
 
 class Objective:
-    """Cross-entropy of the network on the (MixUp/CutMix-mixed) batch, plus the penalties on the weights."""
+    """The task's loss of the network on the (MixUp/CutMix-mixed) batch, plus the penalties on the weights."""
 
     def __init__(self, ctx: MethodContext, penalties: list[Penalty] | None = None) -> None:
         self.ctx, self.criterion, self.mix = ctx, ctx.criterion, ctx.mix

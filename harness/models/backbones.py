@@ -37,12 +37,18 @@ class StagedBackbone(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Backbone plus a new head (dropout, then linear, unless a method brings its own); frozen stages stay in
-    eval mode while training. `facts` are what a method records about the network in the run's summary."""
+    """Backbone plus a head on its features; frozen stages stay in eval mode while training. `facts` are what
+    a method records about the network in the run's summary.
 
-    def __init__(self, backbone: StagedBackbone, num_classes: int, dropout: float = 0.0,
+    The head comes from the caller: the run's task (harness.tasks) or a method's own network. Without one,
+    `num_classes` and `dropout` make the classification head (dropout, then linear), for code that rebuilds a
+    classifier itself (a teacher file, the multi-branch network)."""
+
+    def __init__(self, backbone: StagedBackbone, num_classes: int = 0, dropout: float = 0.0,
                  head: nn.Module | None = None) -> None:
         super().__init__()
+        if head is None and num_classes < 1:
+            raise ValueError("Classifier needs a head, or num_classes for the classification head")
         self.backbone = backbone
         self.head = head if head is not None else nn.Sequential(nn.Dropout(dropout),
                                                                 nn.Linear(backbone.feature_dim, num_classes))

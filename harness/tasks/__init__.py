@@ -1,1 +1,5 @@
-"""Tasks: what is predicted and how it is scored (classification)."""
+"""Tasks, one plugin module each: what is predicted and how it is scored; importing the package registers
+them all in TASKS."""
+
+from harness.tasks import classification  # noqa: F401
+from harness.tasks.base import TASKS, Task, task_of  # noqa: F401

@@ -1,14 +1,30 @@
-"""Classification metrics from logits (scikit-learn and torchmetrics do the maths)."""
+"""Classification: one label per image. A new head (dropout, then linear) on the backbone's features,
+cross-entropy with optional label smoothing, and metrics from logits (scikit-learn and torchmetrics do the
+maths)."""
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
+import torch.nn as nn
 from sklearn import metrics as skm
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from harness.tasks.base import Task, register
+
 ECE_BINS = 15
+
+
+def linear_head(feature_dim: int, num_classes: int, dropout: float) -> nn.Module:
+    """Dropout, then a linear layer from the features to one logit per class."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
+
+
+def cross_entropy(label_smoothing: float) -> nn.Module:
+    """Cross-entropy on logits; takes class indices or class probabilities (MixUp/CutMix targets)."""
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, object]:
@@ -44,3 +60,10 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, classes: list[int]) -> float:
         return float(skm.roc_auc_score(y, p[:, 1]))
     scores = [skm.roc_auc_score(y == c, p[:, c]) for c in present]
     return float(np.mean(scores))
+
+
+CLASSIFICATION = register(Task(
+    "classification", "one label per image: linear head, cross-entropy, accuracy, macro-F1, ROC AUC, NLL, ECE",
+    head=linear_head, criterion=cross_entropy, metrics=classification_metrics,
+    headlines=("accuracy", "balanced_accuracy", "top5_accuracy", "macro_f1", "roc_auc"),
+    shown=("accuracy", "nll")))

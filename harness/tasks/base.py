@@ -1,0 +1,67 @@
+"""A task says what a network predicts and how it is scored: the head put on the backbone's features, the
+training loss, how a batch is collated, how a split's outputs are gathered, its metrics and the headline
+metrics a dataset may name. A dataset bundle names its task (`DatasetBundle.task`); the loop takes it from there,
+so a second task (detection) is one more registered entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from harness.core.errors import ConfigError
+from harness.core.registry import Registry
+from harness.data.bundle import AnySplit, DatasetBundle
+
+Predict = Callable[[AnySplit], torch.Tensor]  # the network's outputs for a split's inputs, in order
+
+
+def outputs_and_labels(predict: Predict, split: AnySplit) -> tuple[torch.Tensor, torch.Tensor]:
+    """One output row per input and the split's labels (a task whose targets are per-input labels)."""
+    return predict(split), split.labels
+
+
+@dataclass(frozen=True)
+class Task:
+    """What is predicted and how it is scored.
+
+    `head(feature_dim, num_classes, dropout)` makes the new head on the backbone's features (built after the
+    backbone, so the random stream is that of backbone then head); `criterion(label_smoothing)` the training
+    loss; `collate` a DataLoader's batch collation (None: PyTorch's default); `gather(predict, split)` a
+    split's (outputs, targets) for `metrics(outputs, targets, num_classes)`. `headlines` are the metrics a
+    dataset may name as its headline (`DatasetBundle.metric`); `shown` are those on the per-epoch progress
+    line, the first of which a diverged epoch reports as NaN.
+    """
+
+    name: str
+    description: str
+    head: Callable[[int, int, float], nn.Module]
+    criterion: Callable[[float], nn.Module]
+    metrics: Callable[[Any, Any, int], dict[str, object]]
+    headlines: tuple[str, ...]
+    shown: tuple[str, ...]
+    gather: Callable[[Predict, AnySplit], tuple[Any, Any]] = outputs_and_labels
+    collate: Callable[[list[Any]], Any] | None = None
+
+    def headline(self, bundle: DatasetBundle) -> str:
+        """The bundle's headline metric, checked to be one this task computes."""
+        if bundle.metric not in self.headlines:
+            raise ConfigError(f"dataset '{bundle.name}': metric '{bundle.metric}' is not a {self.name} metric; "
+                              f"choose from: {', '.join(self.headlines)}")
+        return bundle.metric
+
+
+TASKS: Registry[Task] = Registry("task")
+
+
+def register(task: Task) -> Task:
+    return TASKS.register(task.name, task.description)(task)
+
+
+def task_of(bundle: DatasetBundle) -> Task:
+    """The task a bundle names; an unknown one is a one-line error naming the dataset."""
+    if bundle.task not in TASKS:
+        raise ConfigError(f"dataset '{bundle.name}': {TASKS.unknown_message(bundle.task)}")
+    return TASKS.get(bundle.task)

@@ -1,0 +1,76 @@
+"""A run's inputs: the target's splits (loaded once), the preprocessing its network expects, and batched
+inference over a split (evaluation, cached features)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from harness.core.config import TrialConfig
+from harness.data.augment import BatchTransform
+from harness.data.bundle import AnySplit, DatasetBundle
+from harness.data.preprocessing import Preprocessing
+from harness.data.registry import derive, load_dataset
+from harness.models.backbones import BACKBONES
+from harness.models.weights import LoadedWeights
+
+EVAL_BATCH = {"cuda": 256}  # by device type; CPUs: 64 images fit the caches (digits val: 0.24 s vs 0.35 s at 256)
+EVAL_BATCH_DEFAULT = 64
+RESIZE_IN_MEMORY_BYTES = 2**30  # larger in-memory datasets stay at their own size and are resized per batch
+
+
+def load_data(config: TrialConfig, weights: LoadedWeights) -> tuple[DatasetBundle, Preprocessing]:
+    """The target's splits and the preprocessing its network expects. The dataset is loaded once; its
+    preprocessing (the weights', else the training split's own) decides the size it is resized to (in memory
+    when that fits), then the few-shot subset is drawn and, for a final run that trains on it, the validation
+    split joins the training split."""
+    base = load_dataset(config.dataset, split_seed=config.split_seed)
+    prep = resolve_preprocessing(config, base.image_size, base.stats, weights)
+    size = prep.image_size if base.resize_bytes(prep.image_size) <= RESIZE_IN_MEMORY_BYTES else 0
+    bundle = derive(base, config.samples_per_class, config.seed, size, prep.resize_size)
+    if config.train_on_val:
+        bundle = replace(bundle, train=bundle.train.concat(bundle.val))
+    return bundle, prep
+
+
+def resolve_preprocessing(config: TrialConfig, bundle_size: int, bundle_stats: Callable[[], tuple],
+                          weights: LoadedWeights) -> Preprocessing:
+    """Input size and normalisation: those of the weights when they carry them, else the target's own."""
+    info = BACKBONES.get(weights.network or config.backbone)
+    prep = weights.preprocessing
+    if prep is None:
+        mean, std = bundle_stats()
+        prep = Preprocessing(bundle_size, tuple(mean), tuple(std), "target training split")
+    size = config.image_size or (prep.image_size if weights.kind == "imagenet" else bundle_size)
+    size = max(size, info.min_size)
+    mean, std = _three(prep.mean), _three(prep.std)
+    resize = round(prep.resize_size * size / prep.image_size) if prep.resize_size else 0
+    return Preprocessing(size, mean, std, prep.source, resize)
+
+
+def _three(v: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(v) * 3 if len(v) == 1 else tuple(v)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
+            amp: torch.dtype | None) -> torch.Tensor:
+    """Outputs (logits or features) of a tensor of inputs or of a split's images (in memory or decoded from
+    files), in evaluation mode, in batches."""
+    was_training = model.training
+    model.eval()
+    out = []
+    size = EVAL_BATCH.get(device.type, EVAL_BATCH_DEFAULT)
+    batches = ((images[i:i + size] for i in range(0, len(images), size))
+               if isinstance(images, torch.Tensor) else images.batches(size))
+    for x in batches:
+        x = x.to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x, train=False)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)

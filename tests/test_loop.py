@@ -1,0 +1,28 @@
+"""The loop as separate steps: prepare, train_epoch, evaluate compose to fit; the data is loaded once."""
+
+import harness.train.inputs
+from harness.core.config import TrialConfig
+from harness.train.loop import evaluate, fit, prepare, train_epoch
+
+
+def tiny(**kw) -> TrialConfig:
+    return TrialConfig.from_dict({"dataset": "digits:0-2", "backbone": "resnet8", "method": "scratch", "epochs": 1,
+                                  "batch_size": 32, **kw})
+
+
+def test_fit_loads_the_dataset_once(monkeypatch):
+    load, calls = harness.train.inputs.load_dataset, []
+    monkeypatch.setattr(harness.train.inputs, "load_dataset", lambda *a, **kw: calls.append(a) or load(*a, **kw))
+    fit(tiny(samples_per_class=5, image_size=16))
+    assert calls == [("digits:0-2",)]
+
+
+def test_prepare_train_epoch_and_evaluate_are_the_loop_of_fit():
+    config = tiny(dropout=0.2, evaluate_test=True)
+    prepared = prepare(config)
+    result = train_epoch(prepared, 1)
+    assert not result.diverged and result.images == len(prepared.bundle.train)
+    val, test = evaluate(prepared, "val"), evaluate(prepared, "test")
+    summary = fit(config).summary
+    assert summary["val"] == val and summary["test"] == test
+    assert summary["history"][0]["train_loss"] == result.train_loss
