@@ -77,7 +77,7 @@ def schedule_timeout_s() -> float:
 
 def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: str) -> None:
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     timeout = runner.get("schedule_timeout_s", DEFAULT_SCHEDULE_TIMEOUT_S)
@@ -89,6 +89,7 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
                            "teachers": runner.get("teachers")},
         scaling_config=ray.train.ScalingConfig(num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
                                                resources_per_worker=resources),
+        torch_config=TorchConfig(backend=torch_backend(runner["gpus"])),
         run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=runner["storage"],
                                        callbacks=[TuneReportCallback(), *_placement_group_recorder(trial_id)],
                                        failure_config=ray.train.FailureConfig(max_failures=0,
@@ -150,6 +151,33 @@ def release_train_resources(trial_id: str) -> bool:
     return True
 
 
+def worker_hooks() -> Hooks:
+    """The loop's hooks inside a Ray Train worker: DDP-wrapped model (gradients averaged every step; BatchNorm
+    normalises each worker's batch by its own statistics and DDP broadcasts rank 0's running statistics), the
+    worker's device, and its rank among the workers (the training loader shards itself by it)."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    return Hooks(prepare_model=ray.train.torch.prepare_model, prepare_loader=ray.train.torch.prepare_data_loader,
+                 device=ray.train.torch.get_device(), world_size=context.get_world_size(),
+                 rank=context.get_world_rank(), sync_buffers=broadcast_buffers)
+
+
+def broadcast_buffers(module: Any) -> None:
+    """Give every worker rank 0's buffers (BatchNorm running statistics), which DDP only broadcasts at the start
+    of a forward pass: after the last training step each worker holds its own."""
+    import torch.distributed as dist
+
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
+def torch_backend(gpus_per_worker: float) -> str:
+    """The collective backend of a multi-worker trial: NCCL between GPUs, gloo on CPUs."""
+    return "nccl" if gpus_per_worker > 0 else "gloo"
+
+
 def _train_worker(loop_config: dict[str, Any]) -> None:
     """Per-worker loop of a Ray Train run: the same engine, with DDP through prepare_model/prepare_data_loader."""
     import ray.train
@@ -158,10 +186,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
 
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
     use_teachers_dir(loop_config.get("teachers"))
-    hooks = Hooks(prepare_model=ray.train.torch.prepare_model,
-                  prepare_loader=ray.train.torch.prepare_data_loader,
-                  device=ray.train.torch.get_device(),
-                  world_size=ray.train.get_context().get_world_size())
+    hooks = worker_hooks()
     reporter = _DeferLast(lambda row: ray.train.report(row))
     reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks,
                                validate_every_epoch=not loop_config["final"]))

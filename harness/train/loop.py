@@ -41,12 +41,16 @@ Reporter = Callable[[dict[str, Any]], None]
 
 @dataclass
 class Hooks:
-    """How a distributed runner wraps the model and the training loader (identity when single-process)."""
+    """How a distributed runner wraps the model and other loaders (identity when single-process), and which
+    of `world_size` workers this process is. The training loader shards itself by `rank` (DistributedSampler
+    seeded by the run's seed); `prepare_loader` is for loaders a method adds (e.g. an auxiliary task)."""
 
     prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m
     prepare_loader: Callable[[DataLoader], DataLoader] = lambda d: d
     device: torch.device | None = None
     world_size: int = 1
+    rank: int = 0
+    sync_buffers: Callable[[nn.Module], None] = lambda m: None
 
 
 @dataclass
@@ -125,7 +129,7 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     else:
         inputs, trained = splits, model
 
-    loader = hooks.prepare_loader(train_loader(config, inputs["train"], task, generator))
+    loader = train_loader(config, inputs["train"], task, generator, hooks)
     net = hooks.prepare_model(trained)
     optimizer = make_optimizer(config, trained)
     scheduler = make_scheduler(config, optimizer, len(loader))
@@ -183,11 +187,28 @@ def build_model(config: TrialConfig, bundle: DatasetBundle, weights: LoadedWeigh
     return model
 
 
-def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: torch.Generator) -> DataLoader:
-    """The training split in shuffled batches (shuffled by the run's generator), collated as the task says; a
-    last batch of a single image is dropped (BatchNorm cannot train on it)."""
-    return DataLoader(split.dataset(), batch_size=config.batch_size, shuffle=True, generator=generator,
-                      drop_last=len(split) % config.batch_size == 1, collate_fn=task.collate, **split.loader_kwargs())
+def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: torch.Generator,
+                 hooks: Hooks | None = None) -> DataLoader:
+    """The training split in shuffled batches, collated as the task says; a last batch of a single image is
+    dropped (BatchNorm cannot train on it).
+
+    One process: shuffled by the run's generator. N workers: `batch_size` is the global batch, so each worker
+    takes batch_size // N images per step from its own 1/N of the epoch (a DistributedSampler seeded by the
+    run's seed, reshuffled by `set_epoch`; the last len % N images of an epoch are left out so no image is
+    seen twice)."""
+    n = hooks.world_size if hooks else 1
+    if n <= 1:
+        return DataLoader(split.dataset(), batch_size=config.batch_size, shuffle=True, generator=generator,
+                          drop_last=len(split) % config.batch_size == 1, collate_fn=task.collate,
+                          **split.loader_kwargs())
+    from torch.utils.data.distributed import DistributedSampler
+
+    batch = max(1, config.batch_size // n)
+    dataset = split.dataset()
+    sampler = DistributedSampler(dataset, num_replicas=n, rank=hooks.rank, shuffle=True, seed=config.seed,
+                                 drop_last=True)
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(sampler) % batch == 1,
+                      collate_fn=task.collate, **split.loader_kwargs())
 
 
 def train_epoch(p: Prepared, epoch: int) -> EpochResult:
@@ -221,7 +242,9 @@ def train_epoch(p: Prepared, epoch: int) -> EpochResult:
 
 
 def evaluate(p: Prepared, split: str) -> dict[str, Any]:
-    """The task's metrics of the trained network on one split ("val" or "test")."""
+    """The task's metrics of the trained network on one split ("val" or "test"), over the whole split (every
+    worker of a multi-worker run scores the same network on all of it, after taking rank 0's buffers)."""
+    p.hooks.sync_buffers(p.trained)
     outputs, targets = p.task.gather(lambda images: predict(p.trained, images, p.transform, p.device, p.amp),
                                      p.inputs[split])
     return p.task.metrics(outputs, targets, p.bundle.num_classes)
