@@ -83,6 +83,10 @@ def max_concurrency(resources: Resources, configured: int) -> int | None:
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     n = resources.workers_per_trial
     need_cpu, need_gpu = n * resources.cpus_per_trial, n * resources.gpus_per_trial
+    if n > 1 and resources.cpus_per_trial <= TRIAL_FUNCTION_CPU / n:
+        raise ConfigError(f"resources.cpus_per_trial={resources.cpus_per_trial:g}: a multi-worker trial's function "
+                          f"holds {TRIAL_FUNCTION_CPU:g} CPU out of its workers' share; give more than "
+                          f"{TRIAL_FUNCTION_CPU / n:g} per worker")
     if need_cpu > cpus:
         raise ConfigError(f"resources: a trial needs {need_cpu:g} CPUs (workers_per_trial={n} x cpus_per_trial="
                           f"{resources.cpus_per_trial:g}) but the cluster has {cpus:g}")
