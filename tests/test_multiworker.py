@@ -9,6 +9,7 @@ import yaml
 ray = pytest.importorskip("ray")
 
 from harness.cli import main  # noqa: E402
+from harness.results.records import FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import read_records  # noqa: E402
 from harness.study.trial import TRIAL_FUNCTION_CPU, worker_resources  # noqa: E402
 
@@ -54,16 +55,18 @@ def test_a_whole_suite_runs_with_two_workers_per_trial_and_frees_the_cluster(ray
     """Every CPU of the machine goes to one trial's two workers: searches (ASHA stops some), then finals."""
     out = tmp_path / "r"
     t0 = time.time()
-    assert main(["run", "--suite", str(suite(tmp_path, source_checkpoint)), "--results-dir", str(out)]) == 0
+    path = suite(tmp_path, source_checkpoint, methods=["scratch"], search={"num_samples": 1, "scheduler": "asha"},
+                 overrides={"epochs": 2, "batch_size": 32, "lr": {"grid": [0.05, 0.0002]}})  # the second is stopped
+    assert main(["run", "--suite", str(path), "--results-dir", str(out)]) == 0
     elapsed = time.time() - t0
     run_dir = next(d for d in out.iterdir() if d.name.startswith("ddp-"))
     records = read_records(run_dir / "records.jsonl")
-    trials = [r for r in records if r["kind"] == "trial"]
-    finals = [r for r in records if r["kind"] == "final"]
-    assert len(trials) == 3 and all(t["status"] in ("ok", "stopped_early") for t in trials)
-    assert any(t["status"] == "stopped_early" for t in trials)  # ASHA killed a trial mid-run; the next still ran
-    assert [f["status"] for f in finals] == ["ok", "ok"] and all(f["cost"]["workers"] == 2 for f in finals)
-    assert all(f["test"]["accuracy"] > 0.3 for f in finals)
+    trials = [r for r in records if isinstance(r, TrialRecord)]
+    finals = [r for r in records if isinstance(r, FinalRecord)]
+    assert len(trials) == 2 and all(t.status in ("ok", "stopped_early") for t in trials)
+    assert any(t.status == "stopped_early" for t in trials)  # ASHA killed a trial mid-run; the next still ran
+    assert [f.status for f in finals] == ["ok", "ok"] and all(f.cost["workers"] == 2 for f in finals)
+    assert all(f.test["accuracy"] > 0.3 for f in finals)
     assert elapsed < 600
     assert cpus_back() == pytest.approx(2.0)  # no placement group left behind by a stopped or finished trial
 
@@ -85,9 +88,9 @@ def test_a_trial_whose_workers_cannot_be_scheduled_fails_with_a_message(ray_two_
         out = tmp_path / "r"
         assert main(["run", "--suite", str(path), "--results-dir", str(out)]) == 0
         run_dir = next(d for d in out.iterdir() if d.name.startswith("ddp-"))
-        (trial,) = [r for r in read_records(run_dir / "records.jsonl") if r["kind"] == "trial"]
-        assert trial["status"] == "error"
-        assert "could not be scheduled within 3 s" in trial["error"] and "'CPU'" in trial["error"]
+        (trial,) = [r for r in read_records(run_dir / "records.jsonl") if isinstance(r, TrialRecord)]
+        assert trial.status == "error"
+        assert "could not be scheduled within 3 s" in trial.error and "the cluster has {'CPU': 2.0}" in trial.error
     finally:
         ray.kill(holder)
     assert cpus_back() == pytest.approx(2.0)

@@ -171,9 +171,9 @@ def test_one_function_says_how_a_trial_ended():
     sent = []  # the progress callback derives the same status from the trial's last result
     callback = trial_callback("status-test", lambda *a: sent.append(a), "val_accuracy")
     assert isinstance(callback, TrialCallback)
-    callback.on_trial_complete(0, [], SimpleNamespace(config={}, last_result={"status": "running",
-                                                                               "val_accuracy": 0.5}))
-    callback.on_trial_error(0, [], SimpleNamespace(config={}, last_result={"val_accuracy": 0.5}))
+    callback.on_trial_complete(0, [], SimpleNamespace(trial_id="t1", config={}, last_result={"status": "running",
+                                                                                             "val_accuracy": 0.5}))
+    callback.on_trial_error(0, [], SimpleNamespace(trial_id="t2", config={}, last_result={"val_accuracy": 0.5}))
     assert [(s[1], s[2]) for s in sent] == [("stopped_early", 0.5), ("error", None)]
 
 

@@ -105,7 +105,15 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
 
         raise RuntimeError(f"the trial's {runner['workers']} workers ({resources} each) could not be scheduled "
                            f"within {timeout:g} s ({SCHEDULE_TIMEOUT_ENV}); the cluster has "
-                           f"{ray.cluster_resources()}, free {ray.available_resources()}") from None
+                           f"{_schedulable(ray.cluster_resources())}, free {_schedulable(ray.available_resources())}"
+                           ) from None
+
+
+def _schedulable(resources: dict[str, float]) -> dict[str, float]:
+    """CPUs, GPUs and custom resources, without Ray's per-placement-group and per-node bookkeeping entries."""
+    internal = ("memory", "object_store_memory")
+    return {k: round(v, 3) for k, v in sorted(resources.items())
+            if "_group_" not in k and not k.startswith("node:") and k not in internal}
 
 
 PG_KEY_PREFIX = b"harness/train-pg/"
@@ -139,6 +147,10 @@ def release_train_resources(trial_id: str) -> bool:
     from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
     from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
+    import ray
+
+    if not ray.is_initialized():
+        return False
     key = PG_KEY_PREFIX + trial_id.encode()
     value = _internal_kv_get(key)
     if value is None:
