@@ -82,7 +82,47 @@ class Split:
         return mean.tolist(), std.tolist()
 
 
-AnySplit = Union[Split, FileSplit]
+class SealedSplitError(RuntimeError):
+    """Something tried to read the images or labels of a test split outside a final run."""
+
+
+class SealedSplit:
+    """The test split of a run that is not scored on test (a search trial): its size is known, its images and
+    labels are not; reading them raises SealedSplitError. Resizing is recorded, never done, and memory sizes
+    are those of the split it stands for, so a search trial prepares its data exactly as its final run does."""
+
+    def __init__(self, inner: Split | FileSplit) -> None:
+        self._inner = inner
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    @property
+    def in_memory(self) -> bool:
+        return self._inner.in_memory
+
+    @property
+    def channels(self) -> int:
+        return self._inner.channels
+
+    @property
+    def image_size(self) -> int:
+        return self._inner.image_size
+
+    def resized(self, size: int, resize_size: int = 0) -> "SealedSplit":
+        return self
+
+    def resize_bytes(self, size: int) -> int:
+        return self._inner.resize_bytes(size)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy and pickle protocols look for these
+            raise AttributeError(name)
+        raise SealedSplitError(f"the test split is sealed: only a final run (evaluate_test) reads its images or "
+                               f"labels (asked for '{name}')")
+
+
+AnySplit = Union[Split, FileSplit, SealedSplit]
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     transform = batch_transform(config, prep, bundle.flip, channels_last).to(device)
     mix = batch_mix(config, bundle.num_classes)
 
-    splits = {"train": bundle.train, "val": bundle.val, "test": bundle.test}
+    splits = {"train": bundle.train, "val": bundle.val, **({"test": bundle.test} if config.evaluate_test else {})}
     cached = (cache_features and model.frozen_stages == model.backbone.num_stages and config.augment == "none"
               and mix is None)
     if cached:
