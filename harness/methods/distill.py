@@ -11,7 +11,6 @@ kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * cross-entropy, wi
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from harness.core.errors import ConfigError
 from harness.data.preprocessing import Preprocessing
 from harness.data.root import teachers_dir
 from harness.models.backbones import BACKBONES, Classifier, count_parameters, load_state_checked
-from harness.models.checkpoints import TEACHER_FORMAT, read_file, write_file
+from harness.models.checkpoints import TEACHER_FORMAT, network_path, read_file, write_file
 from harness.methods.base import Method, Preparation, register
 from harness.methods.objective import MethodContext, Objective
 
@@ -71,8 +70,8 @@ def teacher_config(config: TrialConfig) -> TrialConfig:
 
 
 def teacher_path(tc: TrialConfig) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", tc.dataset).strip("_")
-    return teachers_dir() / f"{slug}-{tc.backbone}-{tc.identity()}.pt"
+    """The file of the teacher fine-tuned with `tc`, in the teachers folder."""
+    return network_path(tc, teachers_dir())
 
 
 def preparation(config: TrialConfig) -> Preparation | None:

@@ -7,16 +7,24 @@ writer and read back with weights_only=True; a wrong or unreadable file is a one
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
 
 SOURCE_FORMAT = "harness-source/1"
 TEACHER_FORMAT = "harness-teacher/1"
+
+
+def network_path(config: TrialConfig, out_dir: Path | str) -> Path:
+    """`<dataset>-<backbone>-<config hash>.pt` in `out_dir`: the file of a network trained with `config`."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.dataset).strip("_")
+    return Path(out_dir) / f"{slug}-{config.backbone}-{config.identity()}.pt"
 
 
 def write_file(path: Path, fmt: str, backbone: str, state_dict: dict[str, torch.Tensor], meta: dict[str, Any],

@@ -138,10 +138,10 @@ def prepare_networks(jobs: list[PreparationJob], resources: Resources,
         return []
     import ray
 
-    task = ray.remote(num_cpus=resources.cpus_per_trial * resources.workers_per_trial,
-                      num_gpus=resources.gpus_per_trial * resources.workers_per_trial)(_prepare)
+    cpus = resources.cpus_per_trial * resources.workers_per_trial
+    task = ray.remote(num_cpus=cpus, num_gpus=resources.gpus_per_trial * resources.workers_per_trial)(_prepare)
     t0 = time.time()
-    refs = {task.remote(job.preparation): job for job in todo}
+    refs = {task.remote(job.preparation, max(1, int(cpus))): job for job in todo}
     records = []
     for ref, job in refs.items():
         try:
@@ -156,23 +156,16 @@ def prepare_networks(jobs: list[PreparationJob], resources: Resources,
     return records
 
 
-def _prepare(preparation: Preparation) -> float:
-    """Train one preparation in a Ray task; returns the seconds it took."""
+def _prepare(preparation: Preparation, threads: int) -> float:
+    """Train one preparation in a Ray task with `threads` torch threads; returns the seconds it took."""
     import torch
 
     from harness.train.artifacts import run_preparation
 
     t0 = time.time()
-    torch.set_num_threads(max(1, int(ray_cpus())))
+    torch.set_num_threads(threads)
     run_preparation(preparation)
     return time.time() - t0
-
-
-def ray_cpus() -> float:
-    """CPUs Ray gave the current task (1 when unknown)."""
-    import ray
-
-    return ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
 
 
 def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,

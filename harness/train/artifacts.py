@@ -7,7 +7,6 @@ call them directly. A file that exists is reused: its name carries the hash of t
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.methods import METHODS
 from harness.methods.base import Preparation
-from harness.models.checkpoints import SOURCE_FORMAT, TEACHER_FORMAT, write_file
+from harness.models.checkpoints import SOURCE_FORMAT, TEACHER_FORMAT, network_path, write_file
 from harness.models.weights import read_checkpoint
 from harness.train.loop import FitResult, fit
 
@@ -30,12 +29,6 @@ def source_config(dataset: str, backbone: str, epochs: int, lr: float = 0.05, ba
     return TrialConfig.from_dict({"dataset": dataset, "backbone": backbone, "method": "scratch",
                                   "weights": "none", "epochs": epochs, "lr": lr, "batch_size": batch_size,
                                   "augment": augment, "seed": seed, **extra})
-
-
-def network_path(config: TrialConfig, out_dir: Path | str) -> Path:
-    """`<dataset>-<backbone>-<config hash>.pt` in `out_dir`: the file of a network trained with `config`."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.dataset).strip("_")
-    return Path(out_dir) / f"{slug}-{config.backbone}-{config.identity()}.pt"
 
 
 def source_path(config: TrialConfig, out_dir: Path | str = DEFAULT_DIR) -> Path:
