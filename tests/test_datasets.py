@@ -30,14 +30,25 @@ def test_class_subset_reindexes_labels():
     assert load_dataset("shapes:circle,star?per_class=20").num_classes == 2
 
 
-def test_few_shot_subset_touches_only_train_and_is_seeded():
+def test_few_shot_draws_k_per_class_from_train_and_val_by_its_seed_and_leaves_test():
     full = load_dataset("digits:5-9")
     a = load_dataset("digits:5-9", samples_per_class=3, seed=1)
     b = load_dataset("digits:5-9", samples_per_class=3, seed=1)
     c = load_dataset("digits:5-9", samples_per_class=3, seed=2)
-    assert a.train.labels.bincount().tolist() == [3] * 5
+    assert a.train.labels.bincount().tolist() == [3] * 5 and a.val.labels.bincount().tolist() == [3] * 5
     assert torch.equal(a.train.images, b.train.images) and not torch.equal(a.train.images, c.train.images)
-    assert torch.equal(a.val.images, full.val.images) and torch.equal(a.test.images, full.test.images)
+    assert torch.equal(a.val.images, b.val.images) and not torch.equal(a.val.images, c.val.images)
+    assert torch.equal(a.test.images, full.test.images)
+    val_images = {bytes(x.numpy()) for x in full.val.images}
+    assert all(bytes(x.numpy()) in val_images for x in a.val.images)  # drawn from validation, never from train
+
+
+@pytest.mark.parametrize("val_per_class, expected", [(5, [5] * 5), (-1, None)])
+def test_val_per_class_sets_the_few_shot_validation_size(val_per_class, expected):
+    full = load_dataset("digits:5-9")
+    d = load_dataset("digits:5-9", samples_per_class=3, seed=1, val_per_class=val_per_class)
+    counts = d.val.labels.bincount().tolist()
+    assert counts == (expected or full.val.labels.bincount().tolist())
 
 
 def test_shapes_options_and_resize():

@@ -2,7 +2,8 @@
 
 import harness.train.inputs
 from harness.core.config import TrialConfig
-from harness.train.loop import evaluate, fit, prepare, train_epoch
+from harness.data.registry import load_dataset
+from harness.train.loop import evaluate, fit, prepare, train_epoch, train_loop
 
 
 def tiny(**kw) -> TrialConfig:
@@ -26,3 +27,12 @@ def test_prepare_train_epoch_and_evaluate_are_the_loop_of_fit():
     summary = fit(config).summary
     assert summary["val"] == val and summary["test"] == test
     assert summary["history"][0]["train_loss"] == result.train_loss
+
+
+def test_a_run_trained_on_validation_reports_no_validation_score():
+    """VTAB-1k finals train on train + val: scoring val then would be in-sample, so nothing of it is reported."""
+    summary = train_loop(TrialConfig(dataset="digits:0-4", backbone="resnet8", method="scratch", epochs=2,
+                                     train_on_val=True, evaluate_test=True))
+    assert summary["val"] is None and summary["test"]["accuracy"] > 0
+    assert summary["data"]["train"] == len(load_dataset("digits:0-4").train) + len(load_dataset("digits:0-4").val)
+    assert summary["history"] and not any(k.startswith("val_") for row in summary["history"] for k in row)

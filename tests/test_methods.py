@@ -65,10 +65,11 @@ def test_cached_features_give_the_same_linear_probe(source_checkpoint):
 
 
 def test_transfer_beats_scratch_on_few_shot_digits(source_checkpoint):
-    """digits 0-4 source -> digits 5-9 target with 10 images per class, same budget, three seeds."""
+    """digits 0-4 source -> digits 5-9 target with 10 images per class, same budget, three seeds and subsets."""
     def mean_test_accuracy(**kw):
         accs = [train_loop(config(source_checkpoint, dataset="digits:5-9", samples_per_class=10, epochs=15,
-                                  batch_size=16, seed=seed, evaluate_test=True, **kw))["test"]["accuracy"]
+                                  batch_size=16, seed=seed, subset_seed=seed, evaluate_test=True,
+                                  **kw))["test"]["accuracy"]
                 for seed in range(3)]
         return statistics.mean(accs)
 

@@ -41,8 +41,8 @@ def test_jobs_run_in_dependency_order_with_teachers_as_jobs(tmp_path):
     (source,) = plan.of_kind("source")
     assert isinstance(source, SourceJob) and source.path.parent == (tmp_path / "sources").resolve()
     teachers = plan.of_kind("teacher")
-    # one teacher for the search (seed 0) and one per final seed; seed 0's is shared by search and final 0
-    assert sorted(t.preparation.config.seed for t in teachers) == [0, 1]
+    # one teacher for the search (seed 0) and one per final seed (1 and 2: never the search's)
+    assert sorted(t.preparation.config.seed for t in teachers) == [0, 1, 2]
     assert all(isinstance(t, PreparationJob) and t.needs == () for t in teachers)
     for job in plan.jobs.values():
         assert all(plan.jobs.get(n) is not None for n in job.needs)  # every need is a job of the plan
@@ -114,13 +114,15 @@ def test_run_trains_teachers_first_and_resume_skips_every_job(tmp_path, capsys):
         assert main(["run", "--suite", str(path), "--results-dir", str(out)]) == 0
         printed = capsys.readouterr().out
         teachers = list((out / "teachers").glob("*.pt"))
-        assert len(teachers) == 1 and "teacher resnet8 on digits:0-4 (1 epochs, seed 0): trained" in printed
+        assert len(teachers) == 2  # the search's (seed 0) and the final run's (seed 1)
+        assert all(f"teacher resnet8 on digits:0-4 (1 epochs, seed {s}): trained" in printed for s in (0, 1))
         run_dir = next(d for d in out.iterdir() if d.name.startswith("d-"))
-        (record,) = RunStore(run_dir).records(SourceRecord)
-        assert record.role == "teacher" and record.path == str(teachers[0]) and record.val_accuracy is not None
+        records = RunStore(run_dir).records(SourceRecord)
+        assert {r.path for r in records} == {str(t) for t in teachers}
+        assert all(r.role == "teacher" and r.val_accuracy is not None for r in records)
         before = teachers[0].stat().st_mtime_ns
         assert main(["run", "--resume", str(run_dir), "--results-dir", str(out), "--dry-run"]) == 0
-        assert "3 of 3 jobs done" in capsys.readouterr().out
+        assert "4 of 4 jobs done" in capsys.readouterr().out
         assert main(["run", "--resume", str(run_dir), "--results-dir", str(out)]) == 0
         assert "already finished" in capsys.readouterr().out
         assert teachers[0].stat().st_mtime_ns == before

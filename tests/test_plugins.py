@@ -110,7 +110,7 @@ def test_a_knobs_dataclass_needs_defaults_and_scalar_types():
 
 # ---------------------------------------------------------------- identities do not move
 
-def test_identities_source_files_and_cell_ids_are_those_of_before_the_plugins():
+def test_identities_source_files_and_cell_ids_do_not_move():
     ids = [TrialConfig.from_dict(d).identity() for d in (
         {}, {"method": "partial", "freeze_depth": 2, "backbone": "resnet8", "lr": 0.01}, {"method": "scratch"},
         {"method": "distill", "kd_alpha": 0.3}, {"method": "multibranch", "aux_dataset": "digits:0-4"},
@@ -121,12 +121,14 @@ def test_identities_source_files_and_cell_ids_are_those_of_before_the_plugins():
     source = source_path(source_config("digits:0-4", "resnet8", 15))
     assert source.name == "digits_0-4-resnet8-79c87fccc0b1.pt"  # its file name enters every transfer cell's id
     weights = {"digits0-4": f"checkpoint:/x/{source.name}"}
+    # cell ids moved once, on purpose, when the seed policy entered them (issue 13: finals on new seeds,
+    # few-shot validation): a run folder of the earlier protocol is not resumed into the new one
     assert [c.cell_id for c in cells(load_suite("quick"), weights)] == [
-        "76e2be16edc8", "3faca0baa4c4", "ba9644a5d27f", "11a5461772b6", "88c4d510b443", "932629595a29",
-        "027873d29a57", "b52eb99fba0f"]
+        "14d5d16af32d", "73f804a24d38", "ea65898e5600", "a2b058a20293", "211541b32d94", "5afb5dc25451",
+        "70202ed04de8", "350615bda346"]
     assert [c.cell_id for c in cells(load_suite("methods"), weights)] == [
-        "43751eeb9e3e", "41e4d5635f19", "d9ffe8079778", "7dcd9d1f1bda", "7e21d84152de", "b2da4238d8dd",
-        "e23a27809601"]
+        "13058e59350b", "0ee5ee57276c", "df14ef56b09d", "8f4aed9f30bf", "e55240dd1148", "89a45a168cc1",
+        "1b05233bf02b"]
 
 
 # ---------------------------------------------------------------- generated: flags, list, README table

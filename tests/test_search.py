@@ -70,7 +70,7 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
         finals = [r for r in records if isinstance(r, FinalRecord) and r.cell_id == cell.cell_id]
         assert cell.status == "ok" and cell.trials == len(trials) == 2
         assert cell.best_value == max(t.value for t in trials if t.status == "ok")
-        assert sorted(f.seed for f in finals) == [0, 1]
+        assert sorted(f.seed for f in finals) == [1, 2]  # never the search's seed 0
         assert all(f.test["accuracy"] > 0.3 and f.config["evaluate_test"] for f in finals)
         assert all(t.val for t in trials)
         assert cell.trial_seconds > 0
@@ -83,6 +83,28 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
         assert (run_dir / name).is_file()
     printed = capsys.readouterr().out
     assert printed.count("search ") >= 4 and "done: best val_accuracy" in printed and "about" in printed
+
+
+def test_finals_never_replay_the_search_and_few_shot_validates_on_k_per_class(ray_local, source_checkpoint,
+                                                                                  tmp_path):
+    """Seed policy end to end: search trials on seed 0, finals on 1 and 2 with their own few-shot subsets
+    (final_vary), every seed recorded, validation drawn at 10 per class, the search on the headline metric."""
+    path = suite_file(tmp_path, source_checkpoint, datasets=[{"name": "digits:5-9", "samples_per_class": 10}],
+                      methods=["linear_probe"], search={"num_samples": 1}, final_vary=["init", "subset"])
+    assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
+    records = read_records(only_run_dir(tmp_path / "r") / "records.jsonl")
+    (cell,) = [r for r in records if isinstance(r, CellRecord)]
+    (winner,) = [r for r in records if isinstance(r, TrialRecord)]
+    finals = sorted((r for r in records if isinstance(r, FinalRecord)), key=lambda r: r.seed)
+    assert cell.metric == "val_accuracy" and winner.metric == "val_accuracy"  # digits' headline metric
+    assert winner.seeds == {"seed": 0, "subset_seed": 0, "split_seed": 0}
+    assert [f.seeds for f in finals] == [{"seed": 1, "subset_seed": 1, "split_seed": 0},
+                                         {"seed": 2, "subset_seed": 2, "split_seed": 0}]
+    for f in finals:
+        assert f.status == "ok" and f.data["train"] == 50 and f.data["val"] == 50  # 10 per class, both splits
+        assert f.val != winner.val and f.val["nll"] != winner.val["nll"]  # no final replays the winner
+        same = [k for k in winner.config if k not in ("seed", "subset_seed")]
+        assert {k: f.config[k] for k in same} == {k: winner.config[k] for k in same}  # the winner's configuration
 
 
 def test_asha_stops_bad_trials_early(ray_local, source_checkpoint, tmp_path):
@@ -151,7 +173,7 @@ def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source
     assert sorted(r.trial_id for r in trials if r.cell_id in searched) == first_trials
     assert len(trials) == 4
     assert sorted((r.method, r.seed) for r in after if isinstance(r, FinalRecord)) == [
-        ("linear_probe", 0), ("linear_probe", 1), ("scratch", 0), ("scratch", 1)]
+        ("linear_probe", 1), ("linear_probe", 2), ("scratch", 1), ("scratch", 2)]
 
     assert main(["run", "--resume", str(run_dir)]) == 0  # a finished run: nothing is run again
     assert read_records(run_dir / "records.jsonl") == after

@@ -223,12 +223,19 @@ class TrialConfig:
                                    searchable=False)
     image_size: int = param(0, "input side in pixels", check=lambda v: v == 0 or v >= 8,
                             allowed="must be 0 (the dataset's own size) or >= 8")
-    seed: int = param(0, "seed of initialisation, batch order and few-shot draw", low=0, searchable=False)
+    seed: int = param(0, "seed of initialisation and data order (batches, augmentation, distributed sampler)", low=0,
+                      searchable=False)
     split_seed: int = param(0, "seed of the train/validation/test split", low=0, searchable=False)
     evaluate_test: bool = param(False, "score the final model on the test split", searchable=False)
     train_on_val: bool = param(False, "train on train + validation, as the final runs of the VTAB-1k protocol do",
                                searchable=False, hashed_at_default=False)
     l1: float = param(0.0, "L1 penalty on the trained weight matrices; 0 is off", low=0, hashed_at_default=False)
+    subset_seed: int = param(0, "seed of the few-shot draw (training and validation subsets)", low=0,
+                             searchable=False, hashed_at_default=False)
+    val_per_class: int = param(0, "few-shot validation: images per class drawn from the validation split",
+                               check=lambda v: v >= -1, searchable=False, hashed_at_default=False,
+                               allowed="must be -1 (the whole validation split), 0 (as many as samples_per_class) "
+                                       "or a positive count")
     mixup: float = param(0.0, "alpha of MixUp's Beta(alpha, alpha); 0 is off", low=0, hashed_at_default=False)
     cutmix: float = param(0.0, "alpha of CutMix's Beta(alpha, alpha); 0 is off", low=0, hashed_at_default=False)
     method_args: MethodArgs = field(default_factory=MethodArgs)

@@ -11,7 +11,8 @@ Datasets are opened with the real torchvision class on the files under the data 
 (`harness fetch` or `--download` does that). The official train / (validation) / test splits are kept; a
 stratified, seed-deterministic validation split is carved from train where the dataset has none (never
 from test). The metric is the one its literature reports: mean per-class accuracy (`balanced_accuracy`)
-for FGVC Aircraft, Oxford-IIIT Pets, Caltech-101 and Flowers-102, top-1 `accuracy` elsewhere.
+for FGVC Aircraft, Oxford-IIIT Pets, Caltech-101 and Flowers-102, top-1 `accuracy` elsewhere and on every
+VTAB-1k task (VTAB's own metric).
 MNIST-like sets, CIFAR, SVHN and STL-10 are held in memory as uint8 tensors; photo collections are
 `FileSplit`s decoded on demand. Every entry takes `protocol=standard|vtab1k`: VTAB-1k keeps 800 training
 and 200 validation examples (deterministic), and its final runs retrain on all 1,000 (`final_trains_on_val`).
@@ -106,6 +107,10 @@ class CatalogEntry:
     flip: bool = True
     manual: str = ""
     fetch: Callable[[Path], Any] | None = None
+
+    def headline(self, options: Mapping[str, Any]) -> str:
+        """The metric the protocol reports: VTAB-1k scores every task by top-1 accuracy, else the entry's own."""
+        return "accuracy" if options.get("protocol") == "vtab1k" else self.metric
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -373,7 +378,7 @@ def make_bundle(entry: CatalogEntry, train: AnySplit, val: AnySplit | None, test
         keep, carved = carve(train.labels.numpy(), values["val"], split_seed, entry.name)
         train, val = train.take(keep), train.take(carved)
     return DatasetBundle(entry.name, train, val, test, tuple(str(c) for c in class_names), flip=entry.flip,
-                         metric=entry.metric, description=entry.description.format(**values))
+                         metric=entry.headline(values), description=entry.description.format(**values))
 
 
 # ---------------------------------------------------------------- the catalogue

@@ -85,20 +85,28 @@ def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
 
 
 def load_dataset(spec: str, samples_per_class: int = 0, seed: int = 0, split_seed: int = 0,
-                 image_size: int = 0, resize_size: int = 0) -> DatasetBundle:
-    """The bundle for a spec string, optionally resized and with a few-shot training subset.
+                 image_size: int = 0, resize_size: int = 0, val_per_class: int = 0) -> DatasetBundle:
+    """The bundle for a spec string, optionally resized and with a few-shot subset (drawn by `seed`).
 
     `resize_size` is the shorter side file-backed images are resized to before the centre crop to
     `image_size` (0: image_size / 0.875); in-memory images are resized straight to image_size."""
-    return derive(_base(spec, split_seed, str(data_root())), samples_per_class, seed, image_size, resize_size)
+    return derive(_base(spec, split_seed, str(data_root())), samples_per_class, seed, image_size, resize_size,
+                  val_per_class)
 
 
 def derive(bundle: DatasetBundle, samples_per_class: int = 0, seed: int = 0, image_size: int = 0,
-           resize_size: int = 0) -> DatasetBundle:
-    """A loaded bundle resized to `image_size` (see load_dataset) and with a few-shot training subset drawn
-    by `seed`; nothing is loaded again."""
+           resize_size: int = 0, val_per_class: int = 0) -> DatasetBundle:
+    """A loaded bundle with a few-shot subset of training and validation drawn by `seed` (see `few_shot`),
+    then resized to `image_size` (see load_dataset); nothing is loaded again."""
+    if samples_per_class:
+        bundle = few_shot(bundle, samples_per_class, seed, val_per_class)
     if image_size and (image_size != bundle.image_size or not bundle.in_memory):
         bundle = resize(bundle, image_size, resize_size)
-    if samples_per_class:
-        bundle = few_shot(bundle, samples_per_class, seed)
     return bundle
+
+
+def headline_metric(spec: str) -> str:
+    """The metric a dataset's literature reports (what the leaderboard ranks by), known without loading it."""
+    name, _, options = parse_spec(spec)
+    factory = DATASETS.get(name)
+    return factory.headline(options) if hasattr(factory, "headline") else "accuracy"

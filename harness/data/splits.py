@@ -88,13 +88,22 @@ def class_subset(bundle: DatasetBundle, arg: str) -> DatasetBundle:
                    class_names=tuple(bundle.class_names[i] for i in chosen))
 
 
-def few_shot(bundle: DatasetBundle, samples_per_class: int, seed: int) -> DatasetBundle:
-    """A stratified, seed-deterministic subset of the training split; validation and test are untouched."""
+def few_shot(bundle: DatasetBundle, samples_per_class: int, seed: int, val_per_class: int = 0) -> DatasetBundle:
+    """A stratified, seed-deterministic few-shot draw: `samples_per_class` training images per class and
+    `val_per_class` validation images per class (0: as many as training, -1: the whole validation split), so
+    that hyperparameters are tuned on as little labelled data as the target offers. Test is untouched."""
     rng = np.random.default_rng(seed)
-    labels = bundle.train.labels.numpy()
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:samples_per_class] for c in range(bundle.num_classes)]
-    idx = np.sort(np.concatenate(picked))
-    return replace(bundle, train=bundle.train.take(idx))
+    train = _per_class(bundle.train, bundle.num_classes, samples_per_class, rng)
+    k = samples_per_class if val_per_class == 0 else val_per_class
+    val = bundle.val if k < 0 else _per_class(bundle.val, bundle.num_classes, k, rng)
+    return replace(bundle, train=train, val=val)
+
+
+def _per_class(split: AnySplit, num_classes: int, k: int, rng: np.random.Generator) -> AnySplit:
+    """Up to `k` images of every class of `split`, drawn by `rng`, in their original order."""
+    labels = split.labels.numpy()
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in range(num_classes)]
+    return split.take(np.sort(np.concatenate(picked)))
 
 
 def resize(bundle: DatasetBundle, size: int, resize_size: int = 0) -> DatasetBundle:

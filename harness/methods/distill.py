@@ -66,6 +66,7 @@ def teacher_config(config: TrialConfig) -> TrialConfig:
                        method="finetune", epochs=args.teacher_epochs,
                        lr=0.05 if args.teacher_weights == "none" else 0.01, batch_size=64, augment="basic",
                        samples_per_class=config.samples_per_class, seed=config.seed, split_seed=config.split_seed,
+                       subset_seed=config.subset_seed, val_per_class=config.val_per_class,
                        image_size=config.image_size, train_on_val=config.train_on_val)
 
 
@@ -167,7 +168,8 @@ class DistillObjective(Objective):
         return self.alpha * kd + (1 - self.alpha) * self.criterion(student, y)
 
     def extras(self, status: str) -> dict[str, dict[str, Any]]:
-        """Teacher and student: parameters, accuracy, agreement on the validation split, inference speed."""
+        """Teacher and student: parameters, accuracy and agreement on the validation split (when not trained on),
+        inference speed."""
         ctx, val = self.ctx, self.ctx.bundle.val
         t0 = time.perf_counter()
         student = ctx.predict(ctx.model, val, ctx.transform)
@@ -177,9 +179,9 @@ class DistillObjective(Objective):
         accuracy = lambda logits, labels: float((logits.argmax(1) == labels).float().mean())  # noqa: E731
         facts = {"backbone": self.meta["backbone"], "file": str(self.path),
                  "params_total": count_parameters(self.teacher)[0],
-                 "val_accuracy": accuracy(teacher, val.labels),
-                 "val_agreement": accuracy(student, teacher.argmax(1)),
                  "kd_alpha": self.alpha, "kd_temperature": self.temperature}
+        if not ctx.config.train_on_val:  # validation images trained on say nothing about either network
+            facts.update(val_accuracy=accuracy(teacher, val.labels), val_agreement=accuracy(student, teacher.argmax(1)))
         if "config" in self.meta:
             facts.update(weights=self.meta["config"]["weights"], epochs=self.meta["config"]["epochs"])
         if ctx.config.evaluate_test:

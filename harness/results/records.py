@@ -30,6 +30,17 @@ def target_label(dataset: str, samples_per_class: int) -> str:
     return f"{dataset}@{samples_per_class}/class" if samples_per_class else dataset
 
 
+SEED_KEYS = ("seed", "subset_seed", "split_seed")
+
+
+def seeds_of(config: Mapping[str, Any] | None) -> dict[str, int]:
+    """A run's seeds (initialisation and data order, few-shot subset, split) from its config. Records written
+    before the subset had its own seed drew it with `seed`."""
+    config = config or {}
+    return {"seed": config.get("seed", 0), "subset_seed": config.get("subset_seed", config.get("seed", 0)),
+            "split_seed": config.get("split_seed", 0)}
+
+
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what}={value!r}: expected one of {', '.join(allowed)}")
@@ -85,6 +96,10 @@ class TrialRecord(CellFields):
     search_seconds: float | None = None
     finished_at: float | None = None
 
+    @property
+    def seeds(self) -> dict[str, int]:
+        return seeds_of(self.config)
+
     def __post_init__(self) -> None:
         _check(self.status, TRIAL_STATUSES, "status")
 
@@ -107,6 +122,10 @@ class FinalRecord(CellFields):
     model: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
     epochs_completed: int = 0
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        return seeds_of(self.config)
 
     def __post_init__(self) -> None:
         _check(self.status, TRIAL_STATUSES, "status")

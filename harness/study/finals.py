@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from harness.core.config import TrialConfig
 from harness.data.catalog import final_trains_on_val
+from harness.data.registry import headline_metric
 from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
@@ -39,14 +40,15 @@ class FinalJob:
 
 
 def pending_jobs(cell: Cell, best: TrialRecord, have: set[int]) -> list[FinalJob]:
-    """The seeds of `cell` not among `have`, those already recorded (a resumed run re-runs only the others)."""
+    """The final seeds of `cell` not among `have`, those already recorded (a resumed run re-runs only the others)."""
     return [FinalJob(cell, dict(best.config), s, float(best.trial_seconds or 0.0))
-            for s in range(cell.final_seeds) if s not in have]
+            for s in cell.final_seed_list if s not in have]
 
 
 def final_config(job: FinalJob) -> TrialConfig:
-    """The configuration of a final run: the winner's, with the job's seed, scored on test."""
-    return TrialConfig.from_dict({**job.config, "seed": job.seed, "evaluate_test": True,
+    """The configuration of a final run: the winner's, with the final run's seeds (never the search's), scored
+    on test."""
+    return TrialConfig.from_dict({**job.config, **job.cell.final_run_seeds(job.seed), "evaluate_test": True,
                                   "train_on_val": final_trains_on_val(job.cell.dataset.name)})
 
 
@@ -60,19 +62,24 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
     """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records."""
     groups: dict[tuple, list[FinalJob]] = {}
     for job in jobs:
-        groups.setdefault((astuple(job.cell.resources), job.cell.search.metric), []).append(job)
+        groups.setdefault((astuple(job.cell.resources), test_metric(job.cell)), []).append(job)
     cells = {job.cell.cell_id: job.cell for job in jobs}
     counter = itertools.count(1)
 
     def report(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
         cell = cells[config[JOB_KEY][CELL_KEY]]
         progress.trial_done(f"[final] {cell.label} seed {config[JOB_KEY]['seed']}",
-                            f"final {next(counter)}/{len(jobs)}", status, cell.search.metric, value, seconds)
+                            f"final {next(counter)}/{len(jobs)}", status, test_metric(cell), value, seconds)
 
     records: list[FinalRecord] = []
     for group in groups.values():
         records += store.append(_run_group(group, storage, report, verbose))
     return records
+
+
+def test_metric(cell: Cell) -> str:
+    """What a final run's progress line shows: its headline test score (the leaderboard's ranking metric)."""
+    return f"test_{headline_metric(cell.dataset.name)}"
 
 
 def final_record(job: FinalJob, result: Any) -> FinalRecord:
@@ -93,10 +100,10 @@ def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], 
     queue = sorted(jobs, key=lambda j: (-j.expected_seconds, j.key))
     name = "final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12]
     space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
-    metric = first.search.metric
     everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(first.resources, 0) or 0)
-    grid = make_tuner(name, space, first.resources, metric, first.search.mode, storage,
-                      trial_callback(name, report, metric), verbose, everything_that_fits).fit()
+    # no Tune metric: nothing is selected among final runs, and one that trains on validation reports no val_
+    grid = make_tuner(name, space, first.resources, None, None, storage,
+                      trial_callback(name, report, test_metric(first)), verbose, everything_that_fits).fit()
     records = {}
     for result in grid:
         job = by_key[f"{result.config[JOB_KEY][CELL_KEY]}:{result.config[JOB_KEY]['seed']}"]

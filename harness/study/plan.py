@@ -154,10 +154,11 @@ def build_plan(suite: SuiteSpec, sources_dir: Path | str) -> Plan:
         jobs[cell.cell_id] = SearchJob("search", cell.cell_id, cell.label,
                                        needs + tuple(p.job_id for p in search_preps), cell=cell)
         on_val = final_trains_on_val(cell.dataset.name)
-        for seed in range(cell.final_seeds):
+        for seed in cell.final_seed_list:
             final_needs: tuple[str, ...] = (cell.cell_id,)
             if probes and not deciding:
-                for p in plan.preparations_for(_probe_configs(cell, seed=seed, train_on_val=on_val)[0]):
+                for p in plan.preparations_for(_probe_configs(cell, **cell.final_run_seeds(seed),
+                                                              train_on_val=on_val)[0]):
                     jobs.setdefault(p.job_id, replace(p, needs=_source_needs(p, source_ids)))
                     final_needs += (p.job_id,)
             elif deciding:
@@ -219,6 +220,7 @@ def describe(plan: Plan, done: set[str] = frozenset()) -> list[str]:
             extra = f"; {plan.dynamic_preparations[c.cell_id]}" if c.cell_id in plan.dynamic_preparations else ""
             lines.append(f"  [{mark(job.job_id)}] search {c.label:<42} weights={_weights(c.weights):<20} {c.num_trials} trials "
                          f"(max {c.max_epochs} epochs)  job {job.job_id}  needs {short(job.needs)}")
-            lines.append(f"         finals: {c.final_seeds} seeds, {final_done} done, each needs the search"
+            lines.append(f"         finals: seeds {', '.join(map(str, c.final_seed_list))} (search seed "
+                         f"{c.seeds.search}), {final_done} done, each needs the search"
                          + (" and its seed's teacher" if any(len(j.needs) > 1 for j in finals) else "") + extra)
     return lines

@@ -24,7 +24,7 @@ from harness.data.root import teachers_dir_default
 from harness.methods.base import Preparation
 from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs
 from harness.study.progress import Progress
-from harness.study.suite import Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
+from harness.study.suite import HEADLINE, Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
 RESOLVED_SUITE = "suite.yaml"
 SUITE_FLAGS = "suite_flags"  # the argparse namespace entry listing the flags of the "suite overrides" group
@@ -54,12 +54,24 @@ def dry_run(plan: Plan, store: RunStore | None) -> int:
     suite, r = plan.suite, plan.suite.resources
     print(f"suite {suite.name}: {len(plan.cells)} cells; resources per trial: {r.workers_per_trial} worker(s) x "
           f"{r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; search {suite.search.algorithm}/"
-          f"{suite.search.scheduler}, metric {suite.search.metric} ({suite.search.mode})")
+          f"{suite.search.scheduler}, metric {_metric_words(suite.search.metric)} ({suite.search.mode}); "
+          f"{suite.final_seeds} final seeds ({_seed_words(suite)})")
     for line in describe(plan, done_jobs(plan, store.records() if store else [])):
         print(line)
     total = sum(c.num_trials + c.final_seeds for c in plan.cells)
     print(f"total: {total} trials")
     return 0
+
+
+def _metric_words(metric: str) -> str:
+    return "val_ + each dataset's headline metric" if metric == HEADLINE else metric
+
+
+def _seed_words(suite: SuiteSpec) -> str:
+    """How the seed policy reads in the plan, e.g. `search seed 0; finals 1-3 vary init, subset`."""
+    s, n = suite.seeds, suite.final_seeds
+    return (f"search seed {s.search}, finals {s.search + 1}-{s.search + n} vary {', '.join(suite.final_vary)}; "
+            f"subset seed {s.subset}, split seed {s.split}")
 
 
 def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | None = None) -> int:
@@ -236,10 +248,11 @@ def _summary(record: CellRecord, cell: Cell, runs: list[FinalRecord]) -> str:
     from harness.results.stats import mean_confidence_interval
     from harness.study.search import describe
 
-    tests = [f.test["accuracy"] for f in runs if f.test]
+    headline = next((f.data["metric"] for f in runs if f.test and (f.data or {}).get("metric")), "accuracy")
+    tests = [f.test[headline] for f in runs if f.test]
     mean, half = mean_confidence_interval(tests)
     ci = "" if math.isnan(half) else f" ± {half:.4f}"
     return (f"best {record.metric} {record.best_value:.4f} ({describe(record.best_config or {}, cell)}); "
             f"{record.trials} trials ({record.trials_stopped_early} stopped early, "
             f"{record.trials_errored} errored, {record.trials_diverged} diverged); "
-            f"test accuracy {mean:.4f}{ci} over {len(tests)} seeds")
+            f"test {headline} {mean:.4f}{ci} over {len(tests)} seeds")

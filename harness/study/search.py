@@ -142,7 +142,8 @@ def storage_path(store: RunStore, storage: str | None) -> str:
     return storage if storage else str((store.dir / "tune").resolve())
 
 
-def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, metric: str, mode: str, storage: str,
+def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, metric: str | None, mode: str | None,
+               storage: str,
                callback: Any, verbose: bool, search_alg: Any, scheduler: Any = None, num_samples: int = 1):
     """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`.
     `search_alg` carries the limit on trials at once: Tune ignores max_concurrent_trials for a generator

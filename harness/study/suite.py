@@ -14,7 +14,7 @@ from typing import Any
 from harness.core.config import TrialConfig, coerce, config_hash, param, scalar_type, validate_fields
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
-from harness.data.registry import DATASETS, parse_spec
+from harness.data.registry import DATASETS, headline_metric, parse_spec
 from harness.methods import METHODS
 from harness.models.backbones import BACKBONES
 from harness.results.records import target_label
@@ -22,6 +22,8 @@ from harness.study.spaces import Dist, method_space, parse_space, resolve_stages
 
 ALGORITHMS = ("random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo")
+HEADLINE = "headline"  # the search metric that means `val_` + each dataset's headline metric
+FINAL_VARY = ("init", "subset", "split")
 
 
 @dataclass
@@ -35,7 +37,8 @@ class SearchBudget:
     max_concurrent_trials: int = param(0, "trials at once per cell", low=0,
                                        note="0: as many as the cluster fits")
     max_concurrent_cells: int = param(2, "cells searching at once, one Tuner each", low=1)
-    metric: str = param("val_accuracy", "validation metric to select on")
+    metric: str = param(HEADLINE, "validation metric to select on",
+                        note="headline: val_ + each dataset's headline metric, the one its leaderboard ranks by")
     mode: str = param("max", "whether the metric is maximised or minimised", choices=("max", "min"))
     grace_period: int = param(1, "ASHA: epochs before a trial may be stopped", low=1)
     reduction_factor: int = param(2, "ASHA: 1/reduction_factor of the trials go on at each rung", low=2)
@@ -53,12 +56,26 @@ class Resources:
 
 
 @dataclass
+class SeedPolicy:
+    """The seeds of a cell's runs. Every search trial uses `search` (initialisation and data order), `subset`
+    (the few-shot draw) and `split`. Final run i = 1..final_seeds uses initialisation and data order `search + i`,
+    so no final run replays a search trial; its subset and split seeds are the search's unless `final_vary`
+    names them (then `subset + i`, `split + i`: the interval then covers that variance too)."""
+
+    search: int = param(0, "seed of initialisation and data order of every search trial", low=0)
+    subset: int = param(0, "seed of the few-shot draw", low=0)
+    split: int = param(0, "seed of the train/validation/test split", low=0)
+
+
+@dataclass
 class DatasetEntry:  # noqa: D101
-    """A target dataset, its few-shot size and search-space overrides for it alone; `methods` and `backbones`,
-    when given, replace the suite's for this dataset (so one suite can hold several experiments)."""
+    """A target dataset, its few-shot size (and validation images per class, 0: as many as training) and
+    search-space overrides for it alone; `methods` and `backbones`, when given, replace the suite's for this
+    dataset (so one suite can hold several experiments)."""
 
     name: str
     samples_per_class: int = 0
+    val_per_class: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=list)
     backbones: list[BackboneEntry] = field(default_factory=list)
@@ -98,6 +115,8 @@ class SuiteSpec:
     search: SearchBudget = field(default_factory=SearchBudget)
     resources: Resources = field(default_factory=Resources)
     final_seeds: int = 3
+    final_vary: list[str] = field(default_factory=lambda: ["init"])
+    seeds: SeedPolicy = field(default_factory=SeedPolicy)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +146,8 @@ class Cell:
     search: SearchBudget
     resources: Resources
     final_seeds: int
+    seeds: SeedPolicy = field(default_factory=SeedPolicy)
+    final_vary: tuple[str, ...] = ("init",)
 
     @property
     def label(self) -> str:
@@ -134,8 +155,22 @@ class Cell:
 
     @property
     def constants(self) -> dict[str, Any]:
+        """What every search trial of the cell has in common: the cell and the search's seeds."""
         return {"dataset": self.dataset.name, "samples_per_class": self.dataset.samples_per_class,
-                "method": self.method, "backbone": self.backbone.name, "weights": self.weights}
+                "method": self.method, "backbone": self.backbone.name, "weights": self.weights,
+                "seed": self.seeds.search, "subset_seed": self.seeds.subset, "split_seed": self.seeds.split,
+                "val_per_class": self.dataset.val_per_class}
+
+    @property
+    def final_seed_list(self) -> list[int]:
+        """The initialisation seeds of the final runs: `search + 1 .. search + final_seeds`, none the search's."""
+        return [self.seeds.search + i for i in range(1, self.final_seeds + 1)]
+
+    def final_run_seeds(self, seed: int) -> dict[str, int]:
+        """Every seed of the final run with initialisation seed `seed` (see SeedPolicy)."""
+        i = seed - self.seeds.search
+        return {"seed": seed, "subset_seed": self.seeds.subset + (i if "subset" in self.final_vary else 0),
+                "split_seed": self.seeds.split + (i if "split" in self.final_vary else 0)}
 
     @property
     def cell_id(self) -> str:
@@ -145,7 +180,7 @@ class Cell:
             weights = "checkpoint:" + Path(weights[len("checkpoint:"):]).name
         return config_hash({**self.constants, "weights": weights, "space": space_to_data(self.space),
                             "search": _outcome_fields(self.search), "resources": dataclasses.asdict(self.resources),
-                            "final_seeds": self.final_seeds})
+                            "final_seeds": self.final_seeds, "final_vary": sorted(self.final_vary)})
 
     @property
     def num_trials(self) -> int:
@@ -229,6 +264,8 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
         search=_build(SearchBudget, data.get("search") or {}, f"{where}: search"),
         resources=_build(Resources, data.get("resources") or {}, f"{where}: resources"),
         final_seeds=_final_seeds(data.get("final_seeds", 3), where),
+        final_vary=_final_vary(data.get("final_vary", ["init"]), where),
+        seeds=_build(SeedPolicy, data.get("seeds") or {}, f"{where}: seeds"),
         overrides=dict(data.get("overrides") or {}),
     )
     validate_suite(suite, where)
@@ -240,6 +277,13 @@ def _final_seeds(value: Any, where: str) -> int:
         return coerce("final_seeds", int, value)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _final_vary(value: Any, where: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{where}: final_vary={value!r}: must be a list; choose from: {', '.join(FINAL_VARY)}")
+    return [str(v) for v in items]
 
 
 def validate_suite(suite: SuiteSpec, where: str) -> None:
@@ -254,6 +298,8 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         check(d.samples_per_class >= 0, f"samples_per_class={d.samples_per_class}: must be >= 0")
+        check(d.val_per_class >= -1, f"val_per_class={d.val_per_class}: must be -1 (the whole validation split), "
+                                     f"0 (as many as samples_per_class) or a positive count")
         parse_space(d.overrides, f"{where}: datasets {d.name} overrides")
     for m in suite.methods + [m for d in suite.datasets for m in d.methods]:
         if m not in METHODS:
@@ -276,13 +322,22 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     check(suite.final_seeds >= 1, f"final_seeds={suite.final_seeds}: must be >= 1")
+    for v in suite.final_vary:
+        check(v in FINAL_VARY, f"final_vary: '{v}' is not a seed; choose from: {', '.join(FINAL_VARY)}")
+    check("init" in suite.final_vary, f"final_vary={suite.final_vary}: must include init (final runs never "
+                                      f"replay the search's initialisation)")
+    try:
+        validate_fields(suite.seeds, "seeds.")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     parse_space(suite.overrides, f"{where}: overrides")
 
 
 def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:
     """CLI flags over a suite: --datasets, --methods, --backbones, --num-samples, --final-seeds, ..."""
-    s = dataclasses.replace(suite, search=dataclasses.replace(suite.search),
-                            resources=dataclasses.replace(suite.resources), overrides=dict(suite.overrides))
+    s = dataclasses.replace(suite, search=dataclasses.replace(suite.search), seeds=dataclasses.replace(suite.seeds),
+                            resources=dataclasses.replace(suite.resources), overrides=dict(suite.overrides),
+                            final_vary=list(suite.final_vary))
     if flags.get("datasets"):
         known = {d.name: d for d in suite.datasets}
         s.datasets = [dataclasses.replace(known.get(d, DatasetEntry(d)),
@@ -320,6 +375,7 @@ def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> lis
     out = []
     overrides = parse_space(suite.overrides, "overrides")
     for d in suite.datasets:
+        search = dataclasses.replace(suite.search, metric=selection_metric(suite.search.metric, d.name))
         for m in d.methods or suite.methods:
             method = METHODS.get(m)
             for b in d.backbones or suite.backbones:
@@ -335,8 +391,14 @@ def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> lis
                 space = resolve_stages(method_space(m, d.name, {**overrides, **parse_space(d.overrides, d.name)}),
                                        num_stages,
                                        f"search space of {m} on {b.name}")
-                out.append(Cell(d, m, b, weights, space, suite.search, suite.resources, suite.final_seeds))
+                out.append(Cell(d, m, b, weights, space, search, suite.resources, suite.final_seeds,
+                                dataclasses.replace(suite.seeds), tuple(suite.final_vary)))
     return out
+
+
+def selection_metric(metric: str, dataset: str) -> str:
+    """The validation metric a cell's search selects on: `val_` + the dataset's headline metric by default."""
+    return f"val_{headline_metric(dataset)}" if metric == HEADLINE else metric
 
 
 _STAGES: dict[str, int] = {}

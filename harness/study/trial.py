@@ -35,6 +35,7 @@ class _DeferLast:
 
     def finish(self, summary: dict[str, Any]) -> None:
         row = dict(self.last or {"epoch": 0, "status": summary["status"], "val_accuracy": float("nan")})
+        row.update({f"test_{k}": v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))})
         row["summary"] = dumps(summary)
         self.send(row)
 

@@ -25,15 +25,15 @@ RESIZE_IN_MEMORY_BYTES = 2**30  # larger in-memory datasets stay at their own si
 def load_data(config: TrialConfig, weights: LoadedWeights) -> tuple[DatasetBundle, Preprocessing]:
     """The target's splits and the preprocessing its network expects. The dataset is loaded once; its
     preprocessing (the weights', else the training split's own) decides the size it is resized to (in memory
-    when that fits), then the few-shot subset is drawn and, for a final run that trains on it, the validation
-    split joins the training split. A run not scored on test gets the test split sealed: nothing of it is
+    when that fits) after the few-shot subsets are drawn (by the subset seed); for a final run that trains on
+    it, the validation split joins the training split. A run not scored on test gets the test split sealed: nothing of it is
     read, resized or run through the network."""
     base = load_dataset(config.dataset, split_seed=config.split_seed)
     if not config.evaluate_test:
         base = replace(base, test=SealedSplit(base.test))
     prep = resolve_preprocessing(config, base.image_size, base.stats, weights)
     size = prep.image_size if base.resize_bytes(prep.image_size) <= RESIZE_IN_MEMORY_BYTES else 0
-    bundle = derive(base, config.samples_per_class, config.seed, size, prep.resize_size)
+    bundle = derive(base, config.samples_per_class, config.subset_seed, size, prep.resize_size, config.val_per_class)
     if config.train_on_val:
         bundle = replace(bundle, train=bundle.train.concat(bundle.val))
     return bundle, prep

@@ -250,7 +250,8 @@ def evaluate(p: Prepared, split: str) -> dict[str, Any]:
     return p.task.metrics(outputs, targets, p.bundle.num_classes)
 
 
-def summarise(p: Prepared, status: str, epochs_completed: int, val: dict[str, Any], test: dict[str, Any] | None,
+def summarise(p: Prepared, status: str, epochs_completed: int, val: dict[str, Any] | None,
+              test: dict[str, Any] | None,
               history: list[dict[str, Any]], cost: CostMeter) -> dict[str, Any]:
     """The run's summary: config, status, metrics, curve, data, network and cost, plus the method's facts."""
     config, model, prep = p.config, p.model, p.prep
@@ -297,10 +298,12 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
     With the whole backbone frozen and no augmentation or batch mixing, features are computed once per split
     and only the head trains on them (`cache_features=False` turns that off; results are the same).
     `validate_every_epoch=False` validates (and reports) after the last epoch only: a final run needs no
-    curve for a scheduler to act on, and on small data validation costs more than training."""
+    curve for a scheduler to act on, and on small data validation costs more than training. A run that trains on
+    the validation split (`train_on_val`) is never scored on it: its record carries no in-sample "val" score."""
     cost = CostMeter()
     p = prepare(config, hooks, log, cache_features)
     status, epochs_completed, val, history = "ok", 0, {}, []
+    validates = not config.train_on_val
     for epoch in range(1, config.epochs + 1):
         result = train_epoch(p, epoch)
         cost.add(result.seconds, result.images)
@@ -313,7 +316,7 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
         epochs_completed = epoch
         if epoch < config.epochs and not validate_every_epoch:
             continue
-        val = evaluate(p, "val")
+        val = evaluate(p, "val") if validates else {}
         history.append(epoch_row(p, epoch, result, val, cost.elapsed()))
         if log:
             log(progress_line(p, history[-1]))
@@ -321,7 +324,8 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
             reporter(history[-1])
 
     test = evaluate(p, "test") if config.evaluate_test and status == "ok" else None
-    return FitResult(summarise(p, status, epochs_completed, val, test, history, cost), p.model)
+    return FitResult(summarise(p, status, epochs_completed, val if validates else None, test, history, cost),
+                     p.model)
 
 
 def epoch_row(p: Prepared, epoch: int, result: EpochResult, val: dict[str, Any], elapsed: float) -> dict[str, Any]:
