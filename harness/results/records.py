@@ -30,6 +30,18 @@ def target_label(dataset: str, samples_per_class: int) -> str:
     return f"{dataset}@{samples_per_class}/class" if samples_per_class else dataset
 
 
+def weights_label(weights: str) -> str:
+    """How a cell's weights are named where a person reads them: `none`, `imagenet`, a checkpoint's file stem
+    (`checkpoint:/r/sources/digits_0-4-resnet8-3f2a.pt` -> `digits_0-4-resnet8-3f2a`)."""
+    kind, _, path = weights.partition(":")
+    return Path(path).stem if kind == "checkpoint" and path else weights
+
+
+def entry_label(method: str, backbone: str, weights: str) -> str:
+    """How an entry (method, backbone, weights) is named where a person reads it: `finetune/resnet8/imagenet`."""
+    return f"{method}/{backbone}/{weights_label(weights)}"
+
+
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what}={value!r}: expected one of {', '.join(allowed)}")
