@@ -1,6 +1,8 @@
 """Leaderboard from hand-made records: exact means, intervals, ranks, ties, merging, exports, report, bad input."""
 
 import base64
+import dataclasses
+import io
 import json
 import math
 import shutil
@@ -9,6 +11,7 @@ import warnings
 
 import pandas as pd
 import pytest
+from scipy.stats import friedmanchisquare, ttest_ind, ttest_rel
 
 from harness.results import leaderboard as lb
 from harness.cli import main
@@ -76,7 +79,7 @@ def row(df, dataset, method):
     return r.iloc[0]
 
 
-def test_exact_means_intervals_ranks_and_ties(run):
+def test_exact_means_intervals_ranks_and_verdicts(run):
     df = lb.load([run])
     assert len(df) == 6
     ft = row(df, "digits", "finetune")
@@ -86,13 +89,28 @@ def test_exact_means_intervals_ranks_and_ties(run):
     assert (ft.seeds, ft.params_trainable, ft.train_seconds, ft.peak_memory_mb) == (3, 78000, 11.0, 502.0)
     assert (ft.search_trials, ft.search_stopped_early, ft.search_trial_seconds) == (3, 1, 6.0)
     assert json.loads(ft.best_config) == {"lr": 0.2}  # only the searched keys
-    ranks = {(r.dataset, r.method): (int(r["rank"]), bool(r.tied_with_best)) for _, r in df.iterrows()}
+    ranks = {(r.dataset, r.method): (int(r["rank"]), r.verdict, r.test_used if pd.notna(r.test_used) else None)
+             for _, r in df.iterrows()}
     assert ranks == {
-        ("digits", "finetune"): (1, True), ("digits", "linear_probe"): (2, True),  # p = 0.55: tied
-        ("digits", "scratch"): (3, False),  # p = 0.0036
-        ("digits:5-9", "scratch"): (1, True), ("digits:5-9", "finetune"): (2, False),
-        ("digits:5-9", "linear_probe"): (3, False),
+        # all data: the seeds vary only the initialisation, so the runs do not pair: Welch
+        ("digits", "finetune"): (1, "best", None),
+        ("digits", "linear_probe"): (2, "not distinguishable from the best", "welch_t"),
+        ("digits", "scratch"): (3, "significantly worse than the best", "welch_t"),
+        # few-shot: each seed draws its own subset (records without subset_seed drew it with the seed): paired
+        ("digits:5-9", "scratch"): (1, "best", None),
+        ("digits:5-9", "finetune"): (2, "significantly worse than the best", "paired_t"),
+        ("digits:5-9", "linear_probe"): (3, "significantly worse than the best", "paired_t"),
     }
+    welch_lp = ttest_ind(ACCS["digits", 0, "linear_probe"], ACCS["digits", 0, "finetune"], equal_var=False).pvalue
+    welch_sc = ttest_ind(ACCS["digits", 0, "scratch"], ACCS["digits", 0, "finetune"], equal_var=False).pvalue
+    lp, sc = row(df, "digits", "linear_probe"), row(df, "digits", "scratch")
+    assert (lp.p_value, sc.p_value) == (pytest.approx(welch_lp), pytest.approx(welch_sc))  # 0.572, 0.0036
+    assert (lp.p_holm, sc.p_holm) == (pytest.approx(max(welch_lp, 2 * welch_sc)), pytest.approx(2 * welch_sc))
+    paired_lp = ttest_rel(ACCS["digits:5-9", 10, "linear_probe"], ACCS["digits:5-9", 10, "scratch"]).pvalue
+    few = row(df, "digits:5-9", "linear_probe")
+    assert few.p_value == pytest.approx(paired_lp) and few.p_holm == pytest.approx(paired_lp)  # 0.0102
+    assert row(df, "digits:5-9", "finetune").p_value == 0.0  # differences constant at 0.10
+    assert math.isnan(ft.p_value) and math.isnan(ft.p_holm)
 
 
 def test_the_headline_is_the_metric_the_dataset_literature_reports(tmp_path):
@@ -112,10 +130,138 @@ def test_the_headline_is_the_metric_the_dataset_literature_reports(tmp_path):
 
 def test_summary_matrix_averages_ranks_and_accuracy_across_datasets(run):
     m = lb.summary_matrix(lb.load([run]))
-    assert list(m.index) == ["finetune/resnet8", "scratch/resnet8", "linear_probe/resnet8"]
-    assert m.loc["finetune/resnet8", "avg_rank"] == 1.5 and m.loc["scratch/resnet8", "avg_rank"] == 2.0
-    assert m.loc["linear_probe/resnet8", "avg_score"] == pytest.approx((0.90 + 0.55) / 2)
-    assert m.loc["scratch/resnet8", "digits:5-9@10/class"] == pytest.approx(0.72)
+    assert list(m.index) == ["finetune/resnet8/src", "scratch/resnet8/none", "linear_probe/resnet8/src"]
+    assert m.loc["finetune/resnet8/src", "avg_rank"] == 1.5 and m.loc["scratch/resnet8/none", "avg_rank"] == 2.0
+    assert m.loc["linear_probe/resnet8/src", "avg_score"] == pytest.approx((0.90 + 0.55) / 2)
+    assert m.loc["scratch/resnet8/none", "digits:5-9@10/class"] == pytest.approx(0.72)
+    assert m.attrs["metrics"] == {"digits": "accuracy", "digits:5-9@10/class": "accuracy"}
+    assert m.attrs["friedman"].reason == "needs 3 or more datasets; these results have 2"
+
+
+def test_two_sources_for_one_backbone_are_two_entries_never_averaged(tmp_path):
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    for stem, accs in (("digits_0-4-resnet8-3f2a1b", [0.85, 0.86, 0.86]), ("shapes-resnet8-99aa00", [0.77, 0.78, 0.77])):
+        recs = records_for(("digits", 0, "finetune"), accs)
+        store.append([dataclasses.replace(r, cell_id=stem, weights=f"checkpoint:/long/path/{stem}.pt") for r in recs])
+    df = lb.load([store.dir])
+    assert len(df) == 2 and list(df.weights) == ["checkpoint:/long/path/digits_0-4-resnet8-3f2a1b.pt",
+                                                 "checkpoint:/long/path/shapes-resnet8-99aa00.pt"]
+    assert list(df.entry) == ["finetune/resnet8/digits_0-4-resnet8-3f2a1b", "finetune/resnet8/shapes-resnet8-99aa00"]
+    m = lb.summary_matrix(df)
+    assert m["digits"].round(3).to_dict() == {"finetune/resnet8/digits_0-4-resnet8-3f2a1b": 0.857,
+                                              "finetune/resnet8/shapes-resnet8-99aa00": 0.773}
+    text = lb.to_text(df)
+    table = text.split("Summary")[0]
+    assert "digits_0-4-resnet8-3f2a1b" in table and "shapes-resnet8-99aa00" in table and "/long/path" not in table
+    assert "0.815" not in text
+    assert pd.read_csv(io.StringIO(lb.render(df, "csv").decode())).weights.str.startswith("checkpoint:/long").all()
+
+
+def test_weights_that_read_the_same_are_told_apart(tmp_path):
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    for n, folder in enumerate(("a", "b")):
+        recs = records_for(("digits", 0, "finetune"), [0.8 + n / 10] * 2)
+        store.append([dataclasses.replace(r, cell_id=folder, weights=f"checkpoint:/{folder}/src.pt") for r in recs])
+    entries = list(lb.load([store.dir]).entry)
+    assert len(set(entries)) == 2 and all(e.startswith("finetune/resnet8/src~") for e in entries)
+
+
+def test_one_seed_gives_no_interval_and_no_verdict_but_too_few_seeds(tmp_path):
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    for method, accs in (("finetune", [0.90]), ("scratch", [0.75, 0.76, 0.74]), ("linear_probe", [0.80, 0.81])):
+        store.append(records_for(("digits", 0, method), accs))
+    df = lb.load([store.dir])
+    assert [(r.method, r.verdict) for r in df.itertuples()] == [
+        ("finetune", "best"), ("linear_probe", "too few seeds"), ("scratch", "too few seeds")]
+    assert math.isnan(row(df, "digits", "finetune").test_score_ci95)
+    assert df.test_used.isna().all() and df.p_value.isna().all()
+    assert "| 0.9000 " in lb.to_markdown(df) and "0.9000 ±" not in lb.to_markdown(df)
+
+
+def test_seeds_pair_only_when_their_split_and_subset_match_and_vary(tmp_path):
+    """Finals with a fixed few-shot subset vary only the initialisation: Welch. Finals that redraw the subset
+    per seed (the same draw for both methods) pair: the paired test."""
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    accs = {"finetune": [0.80, 0.86, 0.83], "scratch": [0.78, 0.85, 0.81]}
+    for spc, subset in ((10, lambda seed: 7), (20, lambda seed: 100 + seed)):
+        for method, values in accs.items():
+            recs = records_for(("digits:5-9", spc, method), values)
+            store.append([dataclasses.replace(r, config={"seed": r.seed, "split_seed": 0, "subset_seed": subset(r.seed)})
+                          if isinstance(r, FinalRecord) else r for r in recs])
+    df = lb.load([store.dir]).set_index(["samples_per_class", "method"])
+    assert df.loc[(10, "scratch"), "test_used"] == "welch_t"
+    assert df.loc[(10, "scratch"), "p_value"] == pytest.approx(
+        ttest_ind(accs["scratch"], accs["finetune"], equal_var=False).pvalue)  # 0.58
+    assert df.loc[(20, "scratch"), "test_used"] == "paired_t"
+    assert df.loc[(20, "scratch"), "p_value"] == pytest.approx(ttest_rel(accs["scratch"], accs["finetune"]).pvalue)
+    assert df.loc[(20, "scratch"), "verdict"] == "significantly worse than the best"  # p = 0.038
+    assert df.loc[(10, "scratch"), "verdict"] == "not distinguishable from the best"
+
+
+FRIEDMAN = {  # target -> entry -> mean test accuracy (3 seeds each: mean - 0.01, mean, mean + 0.01)
+    "digits": {"finetune": 0.95, "linear_probe": 0.90, "scratch": 0.85, "partial": 0.93},
+    "shapes": {"finetune": 0.82, "linear_probe": 0.80, "scratch": 0.70, "partial": 0.75},
+    "digits:5-9": {"finetune": 0.70, "linear_probe": 0.60, "scratch": 0.50, "partial": 0.65},
+}
+
+
+@pytest.fixture
+def three_datasets(tmp_path):
+    store = RunStore(tmp_path / "three")
+    store.dir.mkdir()
+    for dataset, means in FRIEDMAN.items():
+        for method, mean in means.items():
+            store.append(records_for((dataset, 0, method), [mean - 0.01, mean, mean + 0.01]))
+    return store.dir
+
+
+def test_friedman_test_and_critical_difference_over_three_datasets(three_datasets):
+    df = lb.load([three_datasets])
+    m = lb.summary_matrix(df)
+    f = m.attrs["friedman"]
+    assert f == lb.friedman_test(df)
+    entries = ["finetune/resnet8/src", "linear_probe/resnet8/src", "partial/resnet8/src", "scratch/resnet8/none"]
+    res = friedmanchisquare(*([FRIEDMAN[t][e.split("/")[0]] for t in FRIEDMAN] for e in entries))
+    assert f.chi2 == pytest.approx(res.statistic) == pytest.approx(8.2) and f.p_value == pytest.approx(res.pvalue)
+    # ranks: digits ft1 pa2 lp3 sc4; shapes ft1 lp2 pa3 sc4; digits:5-9 ft1 pa2 lp3 sc4
+    expected = {"finetune/resnet8/src": 1.0, "partial/resnet8/src": 7 / 3, "linear_probe/resnet8/src": 8 / 3,
+                "scratch/resnet8/none": 4.0}
+    assert f.ranks == pytest.approx(expected) and m["avg_rank"].to_dict() == pytest.approx(expected)
+    assert list(m.index) == list(expected)
+    assert f.cd == pytest.approx(2.569 * math.sqrt(4 * 5 / 18), abs=1e-3)  # 2.708
+    assert f.groups == [["finetune/resnet8/src", "partial/resnet8/src", "linear_probe/resnet8/src"],
+                        ["partial/resnet8/src", "linear_probe/resnet8/src", "scratch/resnet8/none"]]
+    md = lb.to_markdown(df)
+    section = md.split("## Friedman test and critical difference")[1]
+    assert "- finetune/resnet8/src: average rank 1.00" in section and "- partial/resnet8/src: average rank 2.33" in section
+    assert f"Friedman chi2 = 8.200 (3 df), p = {res.pvalue:.4g}: the ranks reject" in section  # p = 0.042
+    assert "CD = 2.708" in section
+    assert ("{finetune/resnet8/src, partial/resnet8/src, linear_probe/resnet8/src}; "
+            "{partial/resnet8/src, linear_probe/resnet8/src, scratch/resnet8/none}") in section
+
+
+def test_the_report_draws_the_critical_difference_diagram(three_datasets, tmp_path):
+    path = tmp_path / "report.html"
+    lb.write(lb.load([three_datasets]), "html", path, lb.load_records([three_datasets]))
+    text = path.read_text()
+    assert "Critical-difference diagram" in text and "CD = 2.708" in text
+    assert len(decode_images(text)) == 5
+
+
+def test_tables_name_the_metrics_they_show(tmp_path):
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    store.append(records_for(("digits", 0, "finetune"), [0.9, 0.91]))
+    store.append(records_for(("pets", 0, "finetune"), [0.6, 0.61], metric="balanced_accuracy"))
+    df = lb.load([store.dir])
+    heading = "Summary: mean test accuracy (digits); balanced accuracy (pets) per dataset, average rank and score"
+    assert f"## {heading}" in lb.to_markdown(df) and heading in lb.to_text(df)
+    assert heading in lb.render(df, "html", lb.load_records([store.dir])).decode()
+    assert "## Summary: mean test accuracy per dataset" in lb.to_markdown(lb.select(df, datasets=["digits"]))
 
 
 def test_merging_runs_keeps_an_overlapping_cell_once_from_the_first_run(tmp_path):
@@ -161,6 +307,7 @@ def decode_images(text):
 
 
 def test_html_report_is_self_contained_with_tables_and_four_plots(run, tmp_path):
+    """Two datasets: no critical-difference diagram, and the report says why."""
     path = tmp_path / "report.html"
     lb.write(lb.load([run]), "html", path, lb.load_records([run]))
     text = path.read_text()
@@ -169,6 +316,8 @@ def test_html_report_is_self_contained_with_tables_and_four_plots(run, tmp_path)
     assert len(images) == 4 and all(i.startswith(b"\x89PNG") and len(i) > 5000 for i in images)
     assert "http://" not in text and "https://" not in text  # nothing fetched from the network
     assert "0.9200 ± 0.0497" in text
+    assert "Friedman test not computed: needs 3 or more datasets; these results have 2." in text
+    assert "significantly worse than the best" in text and "tied" not in text
 
 
 def test_pareto_front():

@@ -1,11 +1,14 @@
 """Typed records: one JSON encoding (schema 2), version-1 folders still read, and read into the same leaderboard."""
 
+import io
 import json
 import shutil
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from scipy.stats import ttest_ind
 
 from harness.core.config import TrialConfig
 from harness.results import leaderboard as lb
@@ -77,9 +80,20 @@ def test_version_1_lines_are_read_as_typed_records(v1_run):
     assert isinstance(cell, CellRecord) and cell.best_trial_id == "1a63a_00000" and cell.reason is None
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss")  # scipy, on a constant sample
 def test_the_leaderboard_of_a_version_1_folder_is_what_that_version_wrote(v1_run):
-    expected = (V1_RUN / "leaderboard.csv").read_text()
-    assert lb.load([v1_run]).to_csv(index=False) == expected
+    """Every column that version wrote holds the same values, except `tied_with_best`, which the verdict replaced
+    (there: Welch p > 0.05; here the same finetune row is significantly worse than the best, p = 0.026)."""
+    expected = pd.read_csv(V1_RUN / "leaderboard.csv")
+    got = pd.read_csv(io.StringIO(lb.load([v1_run]).to_csv(index=False)))
+    same = [c for c in expected.columns if c != "tied_with_best"]
+    pd.testing.assert_frame_equal(got[same], expected[same])
+    assert expected.tied_with_best.tolist() == [True, False]
+    assert got.verdict.tolist() == ["best", "significantly worse than the best"]
+    finals = RunStore(v1_run).records(FinalRecord)
+    acc = {m: [f.test["accuracy"] for f in finals if f.method == m] for m in ("finetune", "scratch")}
+    p = ttest_ind(acc["finetune"], acc["scratch"], equal_var=False).pvalue
+    assert got.test_used.tolist()[1] == "welch_t" and got.p_value[1] == pytest.approx(p)
 
 
 def test_a_version_1_folder_still_renders_its_report(v1_run):

@@ -1,25 +1,29 @@
-"""Leaderboard: final-run records -> one row per (dataset, method, backbone) cell with means, 95% intervals,
-ranks, ties, cost and chosen hyperparameters; exported as Markdown, CSV, JSON and Parquet."""
+"""Leaderboard: final-run records -> one row per (dataset, method, backbone, weights) cell with means, 95% intervals,
+ranks, a verdict against the best of its dataset, cost and chosen hyperparameters; a summary matrix with the
+Friedman test; exported as text, Markdown, CSV, JSON, Parquet and HTML."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
-from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord, target_label
-from harness.results.stats import mean_confidence_interval, welch_p_value
+from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord, entry_label, target_label
+from harness.results.stats import (ALPHA, BEST, TOO_FEW, Friedman, average_ranks, compare, friedman, holm,
+                                   mean_confidence_interval, seeds_pair, verdict)
 from harness.results.store import RunStore
 
 CELL_KEYS = ["dataset", "samples_per_class", "method", "backbone"]
+TARGET_KEYS = ["dataset", "samples_per_class"]
 TEST_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "nll", "ece"]
 
 
@@ -68,25 +72,26 @@ def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
 
 
 def frame(records: Records) -> pd.DataFrame:
-    """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and ties."""
+    """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and verdict."""
     finals, cells = records.finals, records.cells
     by_cell: dict[str, list[FinalRecord]] = {}
     for r in finals:
         by_cell.setdefault(r.cell_id, []).append(r)
     rows = []
     for c in cells:
-        runs = [r for r in by_cell.get(c.cell_id, []) if r.status == "ok" and r.test]
+        runs = sorted((r for r in by_cell.get(c.cell_id, []) if r.status == "ok" and r.test), key=lambda r: r.seed)
         row = {k: getattr(c, k) for k in CELL_KEYS}
         row.update(weights=c.weights, seeds=len(runs), status=c.status)
         headline = next((r.data["metric"] for r in runs if (r.data or {}).get("metric")), "accuracy")
+        scores = {r.seed: _number(r.test.get(headline)) for r in runs}
+        mean, half = mean_confidence_interval(list(scores.values()))
+        row.update(metric=headline, test_score=mean, test_score_ci95=half, _scores=scores,
+                   _data_seeds={r.seed: data_seeds(r, c.samples_per_class) for r in runs})
         for m in TEST_METRICS:
-            vals = [v for v in (r.test.get(m) for r in runs) if v is not None]
-            mean, half = mean_confidence_interval(vals)
+            mean, half = mean_confidence_interval([r.test.get(m) for r in runs])
             row[f"test_{m}"] = mean
             if m == "accuracy":
                 row["test_accuracy_ci95"] = half
-            if m == headline:
-                row.update(metric=m, test_score=mean, test_score_ci95=half, _scores=vals)
         cost = [r.cost for r in runs]
         row.update(
             val_best=c.best_value,
@@ -106,7 +111,33 @@ def frame(records: Records) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         raise ConfigError("no finished cells in these run folders")
+    df.insert(df.columns.get_loc("weights") + 1, "entry", entry_labels(df))
     return _rank(df)
+
+
+def _number(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def data_seeds(final: FinalRecord, samples_per_class: int) -> tuple[int, int | None]:
+    """The seeds that decide a final run's data: (split_seed, subset_seed). Records written before
+    `subset_seed` existed drew the few-shot subset with `seed`; without a few-shot subset it decides nothing."""
+    config = final.config or {}
+    seed = config.get("seed", final.seed)
+    subset = config.get("subset_seed", seed) if samples_per_class else None
+    return int(config.get("split_seed", 0)), subset
+
+
+def entry_labels(df: pd.DataFrame) -> list[str]:
+    """The readable entry (method/backbone/weights) of each row; where two different weights would read the
+    same, a short hash of the full weights string tells them apart."""
+    keys = list(zip(df.method, df.backbone, df.weights))
+    labels = {k: entry_label(*k) for k in keys}
+    seen: dict[str, set[tuple]] = {}
+    for k, label in labels.items():
+        seen.setdefault(label, set()).add(k)
+    return [labels[k] if len(seen[labels[k]]) == 1 else f"{labels[k]}~{hashlib.sha1(k[2].encode()).hexdigest()[:6]}"
+            for k in keys]
 
 
 def _searched(cell: CellRecord) -> dict:
@@ -117,61 +148,111 @@ def _searched(cell: CellRecord) -> dict:
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:
-    """Rank within each dataset by the mean headline test score; Welch p > 0.05 against the best marks a tie."""
-    df = df.copy()
-    df["rank"] = df.groupby(["dataset", "samples_per_class"])["test_score"].rank(ascending=False, method="min")
-    tied = []
-    for _, row in df.iterrows():
-        group = df[(df.dataset == row.dataset) & (df.samples_per_class == row.samples_per_class)]
-        best = group.loc[group.test_score.idxmax()] if group.test_score.notna().any() else None
-        if best is None or math.isnan(row.test_score):
-            tied.append(False)
-        elif row.cell_id == best.cell_id:
-            tied.append(True)
-        else:
-            p = welch_p_value(row["_scores"], best["_scores"])
-            tied.append(bool(not math.isnan(p) and p > 0.05))
-    df["tied_with_best"] = tied
-    df = df.drop(columns=["_scores"])
-    return df.sort_values(["dataset", "samples_per_class", "rank", "method"]).reset_index(drop=True)
+    """Rank within each dataset and few-shot size by the mean headline test score; compare every other entry with
+    the best (paired t-test where seeds pair, else Welch), Holm-correct within the dataset, and name the verdict."""
+    df = df.sort_values([*TARGET_KEYS, "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
+    df["rank"] = df.groupby(TARGET_KEYS)["test_score"].rank(ascending=False, method="min")
+    nan = float("nan")
+    out = pd.DataFrame({"verdict": TOO_FEW, "test_used": None, "p_value": nan, "p_holm": nan}, index=df.index)
+    for _, group in df.groupby(TARGET_KEYS, sort=False):
+        top = group[group["rank"] == 1]
+        if top.empty:
+            continue
+        best = top.iloc[0]
+        tests = {i: compare(r["_scores"], best["_scores"], seeds_pair(r["_data_seeds"], best["_data_seeds"]))
+                 for i, r in group[group["rank"] != 1].iterrows()}
+        adjusted = holm([t.p_value for t in tests.values()])
+        out.loc[top.index, "verdict"] = BEST
+        for (i, t), p_holm in zip(tests.items(), adjusted):
+            out.loc[i] = [verdict(False, t, p_holm, ALPHA), t.test or None, t.p_value, p_holm]
+    out["test_used"] = out["test_used"].astype("str")
+    df = pd.concat([df.drop(columns=["_scores", "_data_seeds"]), out], axis=1)
+    return df.sort_values([*TARGET_KEYS, "rank", "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
 
 
 def summary_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    """Methods x datasets: mean headline test score per dataset, then average rank and average score
-    across datasets (as VTAB summarises)."""
-    d = df.assign(target=[target_label(a, b) for a, b in zip(df.dataset, df.samples_per_class)],
-                  entry=df.method + "/" + df.backbone)
+    """Entries x datasets: mean headline test score per dataset (few-shot sizes apart), then the average rank
+    (1 = best, ties averaged) and average score across datasets (as VTAB summarises). `attrs["metrics"]` names
+    each dataset's metric; `attrs["friedman"]` holds the Friedman test and critical difference over the entries
+    present on every dataset (see `friedman_test`)."""
+    d = df.assign(target=[target_label(a, b) for a, b in zip(df.dataset, df.samples_per_class)])
     m = d.pivot_table(index="entry", columns="target", values="test_score", aggfunc="mean", sort=False)
-    m["avg_rank"] = d.groupby("entry")["rank"].mean()
-    m["avg_score"] = d.groupby("entry")["test_score"].mean()
-    return m.sort_values(["avg_rank", "avg_score"], ascending=[True, False])
+    m.columns.name = None
+    scores = m.copy()
+    m["avg_rank"] = average_ranks(scores)
+    m["avg_score"] = scores.mean(axis=1)
+    m = m.sort_values(["avg_rank", "avg_score"], ascending=[True, False])
+    m.attrs["metrics"] = {t: d.loc[d.target == t, "metric"].dropna().iloc[0] for t in scores.columns}
+    m.attrs["friedman"] = friedman(scores)
+    return m
+
+
+def friedman_test(df: pd.DataFrame) -> Friedman:
+    """The Friedman test with the Nemenyi critical difference (Demsar 2006) over a leaderboard's datasets."""
+    return summary_matrix(df).attrs["friedman"]
+
+
+def metric_names(metrics: dict[str, str]) -> str:
+    """The metric(s) a summary shows, in words: `accuracy`, or `accuracy (digits, cifar10); balanced accuracy (pets)`."""
+    by_metric: dict[str, list[str]] = {}
+    for target, metric in metrics.items():
+        by_metric.setdefault(metric.replace("_", " "), []).append(target)
+    if len(by_metric) == 1:
+        return next(iter(by_metric))
+    return "; ".join(f"{m} ({', '.join(ts)})" for m, ts in by_metric.items())
+
+
+def friedman_lines(f: Friedman) -> list[str]:
+    """The Friedman test and the Nemenyi groups as a few short paragraphs (plain text that reads as Markdown)."""
+    if f.reason:
+        return [f"Friedman test not computed: {f.reason}."]
+    decided = "reject" if f.p_value < f.alpha else "do not reject"
+    ranks = "\n".join(f"- {e}: average rank {f.ranks[e]:.2f}" for e in sorted(f.entries, key=f.ranks.get))
+    groups = ("; ".join("{" + ", ".join(g) + "}" for g in f.groups) if f.groups else "none (every pair differs "
+              "by at least CD)")
+    return [(f"Over the {len(f.entries)} entries present on all {len(f.datasets)} datasets, ranked on each by its "
+             f"headline test score (1 = best, ties averaged):\n\n{ranks}"),
+            (f"Friedman chi2 = {f.chi2:.3f} ({len(f.entries) - 1} df), p = {f.p_value:.4g}: the ranks {decided} the "
+             f"hypothesis that all entries perform alike (alpha {f.alpha:g}). Nemenyi critical difference "
+             f"(Demsar 2006): CD = {f.cd:.3f}."),
+            f"Groups not significantly different (average ranks within CD): {groups}."]
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:
     show = df.copy()
     show["test_score"] = [f"{m:.4f} ± {h:.4f}" if not math.isnan(h) else f"{m:.4f}"
                           for m, h in zip(show.test_score, show.test_score_ci95)]
-    show["tied_with_best"] = show.tied_with_best.map({True: "=", False: ""})
+    show["weights"] = [e.split("/", 2)[2] for e in show.entry]  # as the entry names them
     show["rank"] = show["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))
-    cols = ["dataset", "samples_per_class", "method", "backbone", "rank", "tied_with_best", "metric", "test_score",
-            "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable", "train_seconds",
-            "search_trials", "search_trial_seconds", "best_config"]
+    show["p_holm"] = show.p_holm.map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
+    show["test_used"] = show.test_used.fillna("")
+    cols = ["dataset", "samples_per_class", "method", "backbone", "weights", "rank", "verdict", "p_holm", "test_used",
+            "metric", "test_score", "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable",
+            "train_seconds", "search_trials", "search_trial_seconds", "best_config"]
     return show[cols]
 
 
+def _summary_heading(m: pd.DataFrame) -> str:
+    return f"Summary: mean test {metric_names(m.attrs['metrics'])} per dataset, average rank and score"
+
+
 def to_markdown(df: pd.DataFrame) -> str:
-    return (_display(df).to_markdown(index=False, floatfmt=".4g") + "\n\n## Summary (mean test accuracy)\n\n"
-            + summary_matrix(df).to_markdown(floatfmt=".4f") + "\n")
+    m = summary_matrix(df)
+    return (_display(df).to_markdown(index=False, floatfmt=".4g") + f"\n\n## {_summary_heading(m)}\n\n"
+            + m.to_markdown(floatfmt=".4f") + "\n\n## Friedman test and critical difference\n\n"
+            + "\n\n".join(friedman_lines(m.attrs["friedman"])) + "\n")
 
 
 def to_text(df: pd.DataFrame) -> str:
-    return _display(df).to_string(index=False) + "\n\n" + summary_matrix(df).round(4).to_string()
+    m = summary_matrix(df)
+    return (_display(df).to_string(index=False) + f"\n\n{_summary_heading(m)}\n" + m.round(4).to_string()
+            + "\n\n" + "\n".join(friedman_lines(m.attrs["friedman"])))
 
 
 FORMATS = ("text", "md", "csv", "json", "parquet", "html")
 BINARY_FORMATS = ("parquet",)
 HIGHER_IS_BETTER = ("test_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
-                    "images_per_s", "seeds", "tied_with_best")
+                    "images_per_s", "seeds")
 
 
 def select(df: pd.DataFrame, datasets: list[str] | None = None, methods: list[str] | None = None,
@@ -207,7 +288,8 @@ def render(df: pd.DataFrame, fmt: str, records: Records | None = None) -> bytes:
         from harness.results import report
 
         records = records or Records()
-        return report.render(df, summary_matrix(df), records.trials, records.runs, _display).encode()
+        m = summary_matrix(df)
+        return report.render(df, m, records.trials, records.runs, _display, metric_names(m.attrs["metrics"])).encode()
     text = {"text": lambda: to_text(df) + "\n", "md": lambda: to_markdown(df),
             "csv": lambda: df.to_csv(index=False),
             "json": lambda: df.to_json(orient="records", indent=2) + "\n"}[fmt]()

@@ -30,15 +30,24 @@ def target_label(dataset: str, samples_per_class: int) -> str:
     return f"{dataset}@{samples_per_class}/class" if samples_per_class else dataset
 
 
-SEED_KEYS = ("seed", "subset_seed", "split_seed")
-
-
 def seeds_of(config: Mapping[str, Any] | None) -> dict[str, int]:
     """A run's seeds (initialisation and data order, few-shot subset, split) from its config. Records written
     before the subset had its own seed drew it with `seed`."""
     config = config or {}
     return {"seed": config.get("seed", 0), "subset_seed": config.get("subset_seed", config.get("seed", 0)),
             "split_seed": config.get("split_seed", 0)}
+
+
+def weights_label(weights: str) -> str:
+    """How a cell's weights are named where a person reads them: `none`, `imagenet`, a checkpoint's file stem
+    (`checkpoint:/r/sources/digits_0-4-resnet8-3f2a.pt` -> `digits_0-4-resnet8-3f2a`)."""
+    kind, _, path = weights.partition(":")
+    return Path(path).stem if kind == "checkpoint" and path else weights
+
+
+def entry_label(method: str, backbone: str, weights: str) -> str:
+    """How an entry (method, backbone, weights) is named where a person reads it: `finetune/resnet8/imagenet`."""
+    return f"{method}/{backbone}/{weights_label(weights)}"
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:

@@ -1,8 +1,9 @@
 """The HTML report: one self-contained file (inline CSS, PNG plots embedded as data URIs, no network).
 
-Tables (leaderboard, summary matrix) and four plots: test accuracy with 95% intervals per method and
-dataset; accuracy against cost with each dataset's Pareto front; the validation curve of each cell's
-best trial; validation score against learning rate for every search trial.
+Tables (leaderboard, summary matrix) and plots: the headline test score with 95% intervals per entry and
+dataset, coloured by its verdict against the best; score against cost with each dataset's Pareto front; the
+validation curve of each cell's best trial; validation score against learning rate for every search trial;
+with three or more datasets, the critical-difference diagram of the Friedman test (Demsar 2006).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.results.records import TrialRecord, target_label  # noqa: E402
+from harness.results.records import TrialRecord, target_label, weights_label  # noqa: E402
+from harness.results.stats import BEST, TOO_FEW, UNDISTINGUISHED, WORSE, Friedman  # noqa: E402
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -29,6 +31,9 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0}th,td{border:1px sol
 th{background:#f3f3f3}td:nth-child(-n+4){text-align:left}figure{margin:1em 0}img{max-width:100%}
 figcaption,.note{color:#555;font-size:.9em}
 """
+
+
+VERDICT_COLORS = {BEST: "#1f5f99", UNDISTINGUISHED: "#5b9bd0", WORSE: "#c6d9ea", TOO_FEW: "#bbbbbb"}
 
 
 def pareto_front(cost: list[float], score: list[float]) -> list[int]:
@@ -54,13 +59,16 @@ def _targets(df: pd.DataFrame) -> list[str]:
 
 
 def _with_target(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(target=[target_label(d, k) for d, k in zip(df.dataset, df.samples_per_class)],
-                     entry=df.method + "/" + df.backbone)
+    return df.assign(target=[target_label(d, k) for d, k in zip(df.dataset, df.samples_per_class)])
 
 
-def _panels(n: int, width: float = 4.2, height: float = 3.2) -> tuple[plt.Figure, list[plt.Axes]]:
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
-    return fig, list(axes[0])
+def _panels(n: int, width: float = 4.2, height: float = 3.2, per_row: int = 3) -> tuple[plt.Figure, list[plt.Axes]]:
+    """One panel per dataset, at most `per_row` to a row so that many datasets stay readable."""
+    rows, cols = math.ceil(n / per_row), min(n, per_row)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
 
 
 def plot_accuracy(df: pd.DataFrame) -> str | None:
@@ -68,12 +76,11 @@ def plot_accuracy(df: pd.DataFrame) -> str | None:
     if d.empty:  # no cell had a winner with finals
         return None
     targets = _targets(d)
-    fig, axes = _panels(len(targets))
+    fig, axes = _panels(len(targets), width=2.8 + 0.065 * max(map(len, d.entry)))  # room for the entry labels
     for ax, t in zip(axes, targets):
         rows = d[d.target == t].sort_values("test_score", ascending=False)
         err = rows.test_score_ci95.fillna(0).tolist()
-        colors = ["#2a7ab9" if tie else "#9bbbd6" for tie in rows.tied_with_best]
-        ax.barh(rows.entry, rows.test_score, xerr=err, color=colors, capsize=3)
+        ax.barh(rows.entry, rows.test_score, xerr=err, color=[VERDICT_COLORS[v] for v in rows.verdict], capsize=3)
         ax.invert_yaxis()
         lo = max(0.0, float((rows.test_score - rows.test_score_ci95.fillna(0)).min()) - 0.05)
         ax.set_xlim(lo, 1.0)
@@ -156,6 +163,41 @@ def plot_lr(df: pd.DataFrame, trials: list[TrialRecord]) -> str | None:
     return _png(fig)
 
 
+def plot_cd(f: Friedman) -> str | None:
+    """The critical-difference diagram in Demsar's layout: the rank axis (1 = best, on the left), each entry
+    at its average rank, labelled on the nearer side, and bars joining entries whose ranks differ by less than CD."""
+    if f.reason or not f.ranks:
+        return None
+    names = sorted(f.ranks, key=f.ranks.get)
+    k, half = len(names), (len(names) + 1) // 2
+    step, top = 0.28, 0.18 + 0.12 * len(f.groups)
+    fig, ax = plt.subplots(figsize=(8, 1.0 + step * max(half, k - half) + 0.12 * len(f.groups)))
+    ax.plot([1, k], [0, 0], color="black", lw=1)
+    for t in range(1, k + 1):
+        ax.plot([t, t], [0, -0.08], color="black", lw=1)
+        ax.text(t, -0.12, str(t), ha="center", va="bottom", fontsize=9)
+    cd_y = -0.5
+    ax.plot([1, 1 + f.cd], [cd_y, cd_y], color="black", lw=1.5)
+    for x in (1, 1 + f.cd):
+        ax.plot([x, x], [cd_y - 0.05, cd_y + 0.05], color="black", lw=1)
+    ax.text(1 + f.cd / 2, cd_y - 0.07, f"CD = {f.cd:.2f}", ha="center", va="bottom", fontsize=9)
+    for n, group in enumerate(f.groups):
+        y = 0.1 + 0.12 * n
+        ax.plot([f.ranks[group[0]] - 0.03, f.ranks[group[-1]] + 0.03], [y, y], color="black", lw=3,
+                solid_capstyle="round")
+    for i, name in enumerate(names):
+        left = i < half
+        y = top + step * (i if left else k - 1 - i)
+        x_end = 0.8 if left else k + 0.2
+        ax.plot([f.ranks[name], f.ranks[name], x_end], [0, y, y], color="#444", lw=0.8)
+        ax.text(x_end + (-0.05 if left else 0.05), y, f"{name} ({f.ranks[name]:.2f})", va="center",
+                ha="right" if left else "left", fontsize=8)
+    ax.set_xlim(0.8, k + 0.2)
+    ax.set_ylim(top + step * max(half, k - half), cd_y - 0.2)
+    ax.axis("off")
+    return _png(fig)
+
+
 def _figure(title: str, png: str | None, caption: str) -> str:
     if png is None:
         return f"<h2>{html.escape(title)}</h2><p class='note'>No data for this plot in these runs.</p>"
@@ -164,20 +206,35 @@ def _figure(title: str, png: str | None, caption: str) -> str:
 
 
 def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], runs: list[str],
-           table: Callable[[pd.DataFrame], pd.DataFrame]) -> str:
-    """The whole report as one HTML string."""
+           table: Callable[[pd.DataFrame], pd.DataFrame], metrics: str = "score") -> str:
+    """The whole report as one HTML string; `summary` is the summary matrix (its `attrs["friedman"]` gives the
+    critical-difference diagram) and `metrics` names the metric(s) it shows."""
     cost_png, cost_label = plot_cost(df)
+    f: Friedman = summary.attrs.get("friedman", Friedman(reason="no summary"))
+    cd_caption = (f"Entries at their average rank over {len(f.datasets)} datasets (1 = best); bars join entries "
+                  f"whose average ranks differ by less than the critical difference CD = {f.cd:.3f} (Nemenyi, "
+                  f"alpha {f.alpha:g}). Friedman chi2 = {f.chi2:.3f}, p = {f.p_value:.4g}."
+                  if not f.reason else "")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>transfer-harness leaderboard</title>",
         f"<style>{CSS}</style></head><body><h1>Transfer-learning leaderboard</h1>",
-        f"<p class='note'>Runs: {html.escape(', '.join(runs))}. Test metrics are means over the final seeds with "
-        "95% t-intervals; each method's hyperparameters were searched on validation only; '=' marks methods "
-        "whose difference from the best of their dataset is not significant (Welch t-test, p &gt; 0.05).</p>",
+        (f"<p class='note'>Runs: {html.escape(', '.join(runs))}. Test metrics are means over the final seeds with "
+         "95% t-intervals (none from one seed); each method's hyperparameters were searched on validation only. "
+         "The verdict compares each entry with the best of its dataset on the headline test score: a paired "
+         "t-test where the seeds share their data splits and subsets, else Welch's t-test, Holm-corrected across "
+         "the entries of the dataset; 'significantly worse than the best' needs p &lt; 0.05 after correction, "
+         "'not distinguishable from the best' is absence of evidence, not evidence of a tie, and "
+         "'too few seeds' means fewer than two on either side.</p>"),
         "<h2>Leaderboard</h2>", table(df).to_html(index=False, na_rep="", escape=True, classes="leaderboard"),
-        "<h2>Summary: mean test score per dataset, average rank and score</h2>",
+        f"<h2>Summary: mean test {html.escape(metrics)} per dataset, average rank and score</h2>",
         summary.to_html(float_format=lambda x: f"{x:.4f}", na_rep="", classes="summary"),
-        _figure("Test score per method", plot_accuracy(df),
-                "Bars: mean headline test metric over seeds; whiskers: 95% confidence interval; dark: best or tied with it."),
+        _figure("Test score per entry", plot_accuracy(df),
+                "Bars: mean headline test metric over seeds; whiskers: 95% confidence interval; colour: the "
+                "verdict (darkest: best; dark: not distinguishable from the best; light: significantly worse; "
+                "grey: too few seeds)."),
+        _figure("Critical-difference diagram (Friedman test, Nemenyi post-hoc)", plot_cd(f), cd_caption)
+        if not f.reason else
+        f"<h2>Critical-difference diagram</h2><p class='note'>Friedman test not computed: {html.escape(f.reason)}.</p>",
         _figure("Accuracy against cost", cost_png,
                 f"x: {cost_label}; the orange line joins the Pareto front (no method is both cheaper and better)."),
         _figure("Validation curves of each cell's best trial", plot_curves(df, trials),
@@ -186,8 +243,8 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], r
                 "Every search trial; hollow markers: trials stopped early by the scheduler."),
         "<h2>Chosen hyperparameters</h2>",
         _config_table(df).to_html(index=False, escape=True, classes="configs"),
-        "<script>window.addEventListener('load',()=>{document.body.dataset.imagesLoaded="
-        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});</script>",
+        ("<script>window.addEventListener('load',()=>{document.body.dataset.imagesLoaded="
+         "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});</script>"),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -198,5 +255,5 @@ def _config_table(df: pd.DataFrame) -> pd.DataFrame:
     for r in df.itertuples():
         cfg = json.loads(r.best_config) if isinstance(r.best_config, str) else {}
         rows.append({"dataset": r.dataset, "samples_per_class": r.samples_per_class, "method": r.method,
-                     "backbone": r.backbone, **cfg})
+                     "backbone": r.backbone, "weights": weights_label(r.weights), **cfg})
     return pd.DataFrame(rows)
