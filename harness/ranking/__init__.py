@@ -2,7 +2,7 @@
 target from what the network makes of the target's training images, before any training. Importing the
 package registers every estimator in ESTIMATORS."""
 
-from harness.ranking import logme, leep, nce, hscore, gbc  # noqa: F401, I001  (each registers itself; tables follow this order)
+from harness.ranking import logme, leep, nce, hscore, gbc  # noqa: F401, I001  (tables follow this order)
 from harness.ranking.base import ESTIMATORS, Estimator, Observation, Refused, estimate
 
 __all__ = ["ESTIMATORS", "Estimator", "Observation", "Refused", "estimate"]

@@ -35,7 +35,7 @@ def fixed_point(s2: np.ndarray, z2: np.ndarray, perp: np.ndarray, n: int, max_it
         gamma = (beta * s2[:, None] / denom).sum(0)
         m2 = (beta ** 2 * s2[:, None] * z2 / denom ** 2).sum(0)
         res2 = (alpha ** 2 * z2 / denom ** 2).sum(0) + perp
-        new_alpha = gamma / np.maximum(m2, TINY)
+        new_alpha = np.maximum(gamma / np.maximum(m2, TINY), TINY)
         new_beta = np.maximum(n - gamma, TINY) / np.maximum(res2, TINY)
         done = (np.abs(new_alpha / alpha - 1) < tol).all() and (np.abs(new_beta / beta - 1) < tol).all()
         alpha, beta = new_alpha, new_beta
@@ -50,7 +50,8 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
     t = one_hot(labels)
     n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
-    s2 = s ** 2
+    rank = int((s > (s.max(initial=0.0) * max(n, d) * np.finfo(float).eps)).sum())
+    u, s2 = u[:, :rank], s[:rank] ** 2  # directions the features do not span add nothing but alpha's prior
     z2 = (u.T @ t) ** 2
     perp = np.maximum((t ** 2).sum(0) - z2.sum(0), 0.0)
     alpha, beta = fixed_point(s2, z2, perp, n)

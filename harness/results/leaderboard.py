@@ -15,7 +15,8 @@ import pandas as pd
 
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
-from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord, target_label
+from harness.results import transferability
+from harness.results.records import CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, target_label
 from harness.results.stats import mean_confidence_interval, welch_p_value
 from harness.results.store import RunStore
 
@@ -31,6 +32,7 @@ class Records:
     cells: list[CellRecord] = field(default_factory=list)
     trials: list[TrialRecord] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    estimates: list[EstimateRecord] = field(default_factory=list)
 
 
 def load_records(run_dirs: Iterable[Path | str]) -> Records:
@@ -59,7 +61,10 @@ def load_records(run_dirs: Iterable[Path | str]) -> Records:
             if isinstance(r, (FinalRecord, TrialRecord)) and owner.get(r.cell_id) == i]
     finals = {(r.cell_id, r.seed): r for r in mine if isinstance(r, FinalRecord)}
     trials = {(r.cell_id, r.trial_id): r for r in mine if isinstance(r, TrialRecord)}
-    return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs)
+    estimates: dict[str, EstimateRecord] = {}
+    for r in (r for records in per_run for r in records if isinstance(r, EstimateRecord)):
+        estimates.setdefault(r.job, r)
+    return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs, list(estimates.values()))
 
 
 def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
@@ -207,10 +212,13 @@ def render(df: pd.DataFrame, fmt: str, records: Records | None = None) -> bytes:
         from harness.results import report
 
         records = records or Records()
-        return report.render(df, summary_matrix(df), records.trials, records.runs, _display).encode()
+        return report.render(df, summary_matrix(df), records.trials, records.runs, _display,
+                             records.estimates).encode()
     text = {"text": lambda: to_text(df) + "\n", "md": lambda: to_markdown(df),
             "csv": lambda: df.to_csv(index=False),
             "json": lambda: df.to_json(orient="records", indent=2) + "\n"}[fmt]()
+    if fmt in ("text", "md") and records is not None:
+        text += transferability.section(df, records.estimates, fmt)
     return text.encode()
 
 
@@ -234,6 +242,7 @@ def write_run_outputs(run_dir: Path | str) -> str:
     records = load_records([run_dir])
     df = frame(records)
     for fmt in ("md", "csv", "json"):
-        write(df, fmt, run_dir / f"leaderboard.{fmt}")
+        write(df, fmt, run_dir / f"leaderboard.{fmt}", records)
     write(df, "html", run_dir / "report.html", records)
-    return to_text(df)
+    transferability.write_outputs(run_dir, df, records.estimates)
+    return to_text(df) + transferability.section(df, records.estimates, "text")

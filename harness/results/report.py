@@ -20,7 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.results.records import TrialRecord, target_label  # noqa: E402
+from harness.results import transferability  # noqa: E402
+from harness.results.records import EstimateRecord, TrialRecord, target_label  # noqa: E402
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -164,7 +165,7 @@ def _figure(title: str, png: str | None, caption: str) -> str:
 
 
 def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], runs: list[str],
-           table: Callable[[pd.DataFrame], pd.DataFrame]) -> str:
+           table: Callable[[pd.DataFrame], pd.DataFrame], estimates: list[EstimateRecord] = ()) -> str:
     """The whole report as one HTML string."""
     cost_png, cost_label = plot_cost(df)
     parts = [
@@ -184,6 +185,7 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], r
                 "The searched metric per epoch of the trial that won each cell's search."),
         _figure("Validation score against learning rate", plot_lr(df, trials),
                 "Every search trial; hollow markers: trials stopped early by the scheduler."),
+        transferability.report_section(df, list(estimates), _png),
         "<h2>Chosen hyperparameters</h2>",
         _config_table(df).to_html(index=False, escape=True, classes="configs"),
         "<script>window.addEventListener('load',()=>{document.body.dataset.imagesLoaded="

@@ -99,6 +99,7 @@ class SuiteSpec:
     resources: Resources = field(default_factory=Resources)
     final_seeds: int = 3
     overrides: dict[str, Any] = field(default_factory=dict)
+    estimate: bool = False  # transferability estimates of every (target, weights) before the cells train
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -230,6 +231,7 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
         resources=_build(Resources, data.get("resources") or {}, f"{where}: resources"),
         final_seeds=_final_seeds(data.get("final_seeds", 3), where),
         overrides=dict(data.get("overrides") or {}),
+        estimate=_estimate(data.get("estimate", False), where),
     )
     validate_suite(suite, where)
     return suite
@@ -238,6 +240,13 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
 def _final_seeds(value: Any, where: str) -> int:
     try:
         return coerce("final_seeds", int, value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _estimate(value: Any, where: str) -> bool:
+    try:
+        return coerce("estimate", bool, value)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
