@@ -127,6 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES
     from harness.data.registry import DATASETS, PATH_DATASETS, dataset_options
     from harness.methods import METHODS
+    from harness.ranking import ESTIMATORS
     from harness.tasks import TASKS
 
     if args.format == "md":
@@ -149,6 +150,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("tasks (named by each dataset):")
     for name in TASKS:
         print(f"  {name:<22} {TASKS.describe(name)}")
+    print("transferability estimators (harness rank; suites with estimate: true):")
+    for name in ESTIMATORS:
+        print(f"  {name:<22} {ESTIMATORS.describe(name)}")
     return 0
 
 
