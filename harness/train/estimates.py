@@ -39,11 +39,9 @@ class TargetFeatures:
     seconds: float
 
 
-def target_features(config: TrialConfig, any_network: bool = False, device: torch.device | None = None
-                    ) -> TargetFeatures:
+def target_features(config: TrialConfig, device: torch.device | None = None) -> TargetFeatures:
     """Features (and source-classifier probabilities) of the training split of `config`'s target, built in the
-    order `train.loop.prepare` builds a linear probe, so they equal the features it caches. `any_network`: a
-    checkpoint may hold another backbone than `config.backbone`; that network is used."""
+    order `train.loop.prepare` builds a linear probe, so they equal the features it caches."""
     if config.evaluate_test:
         raise ValueError("transferability estimates never read the test split; build the config with feature_config")
     t0 = time.perf_counter()
@@ -51,7 +49,7 @@ def target_features(config: TrialConfig, any_network: bool = False, device: torc
     seed_everything(config.seed)
     device = device or pick_device()
     amp = amp_dtype(device)
-    weights = load_weights(config.weights, config.backbone, any_network=any_network)
+    weights = load_weights(config.weights, config.backbone)
     bundle, prep = load_data(config, weights)
     network = weights.network or config.backbone
     backbone = build_backbone(network, weights).to(device)
@@ -83,13 +81,12 @@ class CandidateScores:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-def score_candidate(config: TrialConfig, estimators: list[str] | None = None, any_network: bool = False
-                    ) -> CandidateScores:
+def score_candidate(config: TrialConfig, estimators: list[str] | None = None) -> CandidateScores:
     """The features of `config`'s target through its network, extracted once, then each estimator on them."""
     names = list(estimators or ESTIMATORS)
     for name in names:
         ESTIMATORS.get(name)
-    tf = target_features(config, any_network)
+    tf = target_features(config)
     out = CandidateScores(tf.network, len(tf.observation.labels), tf.observation.features.shape[1], tf.num_classes,
                           tf.seconds)
     for name in names:
