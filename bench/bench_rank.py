@@ -4,29 +4,32 @@ against one linear-probe search cell on the same target (Ray Tune, the quick sui
 
 Prints both wall times and their ratio (target: at most 0.1), and the estimators' share of the scoring.
 Four sources are pretrained briefly first (not timed); the fifth candidate is a randomly initialised network.
-Usage: python bench/bench_rank.py [--target digits] [--threads 0]
+Scoring runs with the one CPU thread a search trial gets (`--threads 0`: torch's and BLAS's default; on a
+machine shared with other work, two OpenMP threads on two cores can be many times slower than one).
+Usage: python bench/bench_rank.py [--target digits] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", default="digits")
     p.add_argument("--backbone", default="resnet8")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of the scoring (0: the libraries' default)")
     args = p.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
 
     import ray
+    import torch
 
     from harness.study.estimates import rank
     from harness.study.search import search_one
@@ -49,7 +52,7 @@ def main() -> None:
             "search": {"num_samples": 4, "scheduler": "asha", "max_concurrent_trials": 1},
             "resources": {"cpus_per_trial": 1}}, "bench")
         (cell,) = cells(suite)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             t0 = time.perf_counter()
             trials = search_one(cell, str(Path(tmp) / "tune"), lambda *a: None)
