@@ -1,4 +1,4 @@
-"""Command line: `harness run | train | pretrain | leaderboard | list | fetch`. Parses, calls, prints."""
+"""Command line: `harness run | train | pretrain | rank | leaderboard | list | fetch`. Parses, calls, prints."""
 
 from __future__ import annotations
 
@@ -127,6 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES
     from harness.data.registry import DATASETS, PATH_DATASETS, dataset_options
     from harness.methods import METHODS
+    from harness.ranking import ESTIMATORS
     from harness.tasks import TASKS
 
     if args.format == "md":
@@ -149,6 +150,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("tasks (named by each dataset):")
     for name in TASKS:
         print(f"  {name:<22} {TASKS.describe(name)}")
+    print("transferability estimators (harness rank; suites with estimate: true):")
+    for name in ESTIMATORS:
+        print(f"  {name:<22} {ESTIMATORS.describe(name)}")
     return 0
 
 
@@ -220,6 +224,35 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("rank")
+def cmd_rank(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.data.catalog import prepare_data
+    from harness.data.root import use_data_root
+    from harness.results import transferability as tr
+    from harness.study.estimates import rank
+
+    if args.out:
+        tr.out_format(args.out)
+    use_data_root(args.data_root)
+    prepare_data([args.dataset], download=args.download)
+    records = rank(args.dataset, args.weights, args.backbone, args.samples_per_class, args.split_seed,
+                   args.estimators, log=eprint)
+    table = tr.rank_table(records)
+    print(f"{args.dataset}: {records[0].images} training images (the test split is not read); "
+          f"{len(records)} candidates; features {sum(r.feature_seconds for r in records):.2f}s, estimators "
+          f"{sum(sum(r.seconds.values()) for r in records):.2f}s in all")
+    print(tr.rank_text(table))
+    for r in records:
+        for name, why in r.refused.items():
+            eprint(f"harness: {r.label}: {why}")
+    if args.out:
+        tr.write_table(table, Path(args.out))
+        eprint(f"wrote {args.out} ({len(table)} rows)")
+    return 0
+
+
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
     from harness.study.runner import SUITE_FLAGS
 
@@ -283,6 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(p, download=False)
 
     add_run_parser(sub)
+
+    p = sub.add_parser("rank", help="score candidate source networks for a target before training any (LogME, LEEP, "
+                       "NCE, H-score, GBC on the training split)")
+    p.add_argument("--dataset", required=True, help="the target dataset spec (its training split is scored)")
+    p.add_argument("--weights", nargs="+", required=True, metavar="[BACKBONE=]WEIGHTS",
+                   help="candidates: none, imagenet, checkpoint:PATH, each optionally naming its backbone "
+                   "(resnet50=imagenet); a checkpoint alone is read with the network it holds")
+    p.add_argument("--backbone", help="backbone of the entries that name none")
+    p.add_argument("--samples-per-class", type=int, default=0, help="score a few-shot training subset (0: all)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
+    p.add_argument("--estimators", type=_csv, help="comma-separated estimators (default: all)")
+    p.add_argument("--out", help="write the ranking as .csv or .json")
+    add_data_flags(p)
 
     p = sub.add_parser("leaderboard", help="merge run folders and print or write the leaderboard")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

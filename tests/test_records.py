@@ -110,7 +110,7 @@ def test_a_resumed_version_1_run_holds_both_versions(v1_run):
 
 
 @pytest.mark.parametrize("key, value, why", [
-    ("kind", "checkpoint", "unknown record kind 'checkpoint'; known: trial, final, cell, source"),
+    ("kind", "checkpoint", "unknown record kind 'checkpoint'; known: trial, final, cell, source, estimate"),
     ("status", "finished", "status='finished': expected one of ok, stopped_early, diverged, error"),
     ("trial_id", None, "a trial record without trial_id"),
 ])

@@ -24,6 +24,7 @@ class LoadedWeights:
     meta: dict[str, object] = field(default_factory=dict)
     preprocessing: Preprocessing | None = None
     network: str | None = None  # the backbone a checkpoint holds
+    classifier: dict[str, torch.Tensor] | None = None  # a source file's head over its source classes, if kept
 
 
 def imagenet_weights(backbone: str) -> object:
@@ -84,7 +85,7 @@ def read_checkpoint(path: str, backbone: str | None = None) -> LoadedWeights:
                           f"not backbone '{backbone}'")
     prep = Preprocessing(int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"]), f"checkpoint:{p.name}")
     return LoadedWeights("checkpoint", state_dict=blob["state_dict"], meta=meta, preprocessing=prep,
-                         network=blob["backbone"])
+                         network=blob["backbone"], classifier=blob.get("classifier"))
 
 
 def build_backbone(name: str, weights: LoadedWeights) -> StagedBackbone:

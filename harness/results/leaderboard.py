@@ -17,7 +17,9 @@ import pandas as pd
 
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
-from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord, entry_label, target_label
+from harness.results import transferability
+from harness.results.records import (CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, entry_label,
+                                     target_label)
 from harness.results.stats import (ALPHA, BEST, TOO_FEW, Friedman, average_ranks, compare, friedman, holm,
                                    mean_confidence_interval, seeds_pair, verdict)
 from harness.results.store import RunStore
@@ -35,6 +37,7 @@ class Records:
     cells: list[CellRecord] = field(default_factory=list)
     trials: list[TrialRecord] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    estimates: list[EstimateRecord] = field(default_factory=list)
 
 
 def load_records(run_dirs: Iterable[Path | str]) -> Records:
@@ -63,7 +66,10 @@ def load_records(run_dirs: Iterable[Path | str]) -> Records:
             if isinstance(r, (FinalRecord, TrialRecord)) and owner.get(r.cell_id) == i]
     finals = {(r.cell_id, r.seed): r for r in mine if isinstance(r, FinalRecord)}
     trials = {(r.cell_id, r.trial_id): r for r in mine if isinstance(r, TrialRecord)}
-    return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs)
+    estimates: dict[str, EstimateRecord] = {}
+    for r in (r for records in per_run for r in records if isinstance(r, EstimateRecord)):
+        estimates.setdefault(r.job, r)
+    return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs, list(estimates.values()))
 
 
 def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
@@ -289,10 +295,13 @@ def render(df: pd.DataFrame, fmt: str, records: Records | None = None) -> bytes:
 
         records = records or Records()
         m = summary_matrix(df)
-        return report.render(df, m, records.trials, records.runs, _display, metric_names(m.attrs["metrics"])).encode()
+        return report.render(df, m, records.trials, records.runs, _display, metric_names(m.attrs["metrics"]),
+                             records.estimates).encode()
     text = {"text": lambda: to_text(df) + "\n", "md": lambda: to_markdown(df),
             "csv": lambda: df.to_csv(index=False),
             "json": lambda: df.to_json(orient="records", indent=2) + "\n"}[fmt]()
+    if fmt in ("text", "md") and records is not None:
+        text += transferability.section(df, records.estimates, fmt)
     return text.encode()
 
 
@@ -316,6 +325,7 @@ def write_run_outputs(run_dir: Path | str) -> str:
     records = load_records([run_dir])
     df = frame(records)
     for fmt in ("md", "csv", "json"):
-        write(df, fmt, run_dir / f"leaderboard.{fmt}")
+        write(df, fmt, run_dir / f"leaderboard.{fmt}", records)
     write(df, "html", run_dir / "report.html", records)
-    return to_text(df)
+    transferability.write_outputs(run_dir, df, records.estimates)
+    return to_text(df) + transferability.section(df, records.estimates, "text")

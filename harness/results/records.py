@@ -1,4 +1,5 @@
-"""Typed records of a run: one per search trial, final run, finished cell and prepared source network.
+"""Typed records of a run: one per search trial, final run, finished cell, prepared source network and
+transferability estimate.
 
 Each record kind is a frozen dataclass with one JSON encoding (`to_json` / `from_json`): a flat object whose
 `schema`, `run_id` and `kind` keys come first. Lines of schema version 1 (written before these types existed)
@@ -23,6 +24,7 @@ READABLE_SCHEMAS = (1, 2)
 TRIAL_STATUSES = ("ok", "stopped_early", "diverged", "error")
 CELL_STATUSES = ("ok", "no_winner")
 SOURCE_ROLES = ("source", "teacher")
+ESTIMATE_STATUSES = ("ok", "error")
 
 
 def target_label(dataset: str, samples_per_class: int) -> str:
@@ -204,7 +206,39 @@ class SourceRecord(Record):
                    val_accuracy=val_accuracy, error=error)
 
 
-KINDS: dict[str, type[Record]] = {c.kind: c for c in (TrialRecord, FinalRecord, CellRecord, SourceRecord)}
+@dataclass(frozen=True, kw_only=True)
+class EstimateRecord(Record):
+    """Transferability estimates of one candidate (backbone, weights) for one target, from its training split
+    alone, made before the cells train: each estimator's score (higher: better transfer expected), the seconds
+    it took, or why it refused. `label` names the candidate for people (the suite's source key, the entry given
+    to `harness rank`); `job` is the hash of the estimate job."""
+
+    kind: ClassVar[str] = "estimate"
+    job: str
+    label: str
+    dataset: str
+    samples_per_class: int
+    backbone: str
+    weights: str
+    status: str
+    scores: dict[str, float | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    feature_seconds: float = 0.0
+    images: int = 0
+    feature_dim: int = 0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.status, ESTIMATE_STATUSES, "status")
+
+    @property
+    def target(self) -> str:
+        return target_label(self.dataset, self.samples_per_class)
+
+
+KINDS: dict[str, type[Record]] = {c.kind: c for c in (TrialRecord, FinalRecord, CellRecord, SourceRecord,
+                                                       EstimateRecord)}
 
 
 def from_json(data: Mapping[str, Any]) -> Record:

@@ -21,7 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.results.records import TrialRecord, target_label, weights_label  # noqa: E402
+from harness.results import transferability  # noqa: E402
+from harness.results.records import EstimateRecord, TrialRecord, target_label, weights_label  # noqa: E402
 from harness.results.stats import BEST, TOO_FEW, UNDISTINGUISHED, WORSE, Friedman  # noqa: E402
 
 CSS = """
@@ -206,9 +207,11 @@ def _figure(title: str, png: str | None, caption: str) -> str:
 
 
 def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], runs: list[str],
-           table: Callable[[pd.DataFrame], pd.DataFrame], metrics: str = "score") -> str:
+           table: Callable[[pd.DataFrame], pd.DataFrame], metrics: str = "score",
+           estimates: list[EstimateRecord] = ()) -> str:
     """The whole report as one HTML string; `summary` is the summary matrix (its `attrs["friedman"]` gives the
-    critical-difference diagram) and `metrics` names the metric(s) it shows."""
+    critical-difference diagram), `metrics` names the metric(s) it shows, `estimates` the transferability
+    estimates to set against the real scores."""
     cost_png, cost_label = plot_cost(df)
     f: Friedman = summary.attrs.get("friedman", Friedman(reason="no summary"))
     cd_caption = (f"Entries at their average rank over {len(f.datasets)} datasets (1 = best); bars join entries "
@@ -241,6 +244,7 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: list[TrialRecord], r
                 "The searched metric per epoch of the trial that won each cell's search."),
         _figure("Validation score against learning rate", plot_lr(df, trials),
                 "Every search trial; hollow markers: trials stopped early by the scheduler."),
+        transferability.report_section(df, list(estimates), _png),
         "<h2>Chosen hyperparameters</h2>",
         _config_table(df).to_html(index=False, escape=True, classes="configs"),
         ("<script>window.addEventListener('load',()=>{document.body.dataset.imagesLoaded="

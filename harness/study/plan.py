@@ -1,9 +1,10 @@
 """The plan of a study: a graph of content-hashed jobs built from a suite before anything runs.
 
 Jobs, in the order they run: source networks pretrained from scratch (`sources:` of the suite), networks a
-method prepares (distillation teachers), each cell's search and each of its seeded finals. A job's id is the
-hash of everything that decides its outcome, so the same job is planned once however often a suite names it,
-and a resumed run skips the jobs whose outcome is already on disk or in the run's records.
+method prepares (distillation teachers), transferability estimates (`estimate: true`: one per target and
+candidate weights), each cell's search and each of its seeded finals. A job's id is the hash of everything
+that decides its outcome, so the same job is planned once however often a suite names it, and a resumed run
+skips the jobs whose outcome is already on disk or in the run's records.
 `harness run --dry-run` prints the plan; `harness run` executes it (harness/study/runner.py).
 """
 
@@ -18,7 +19,7 @@ from harness.core.config import TrialConfig, config_hash
 from harness.core.errors import ConfigError
 from harness.methods import METHODS
 from harness.methods.base import Preparation
-from harness.results.records import CellRecord, FinalRecord, Record, TrialRecord
+from harness.results.records import CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord
 from harness.study.spaces import Dist
 from harness.study.suite import Cell, SuiteSpec, cells
 from harness.train.artifacts import source_config, source_path
@@ -46,6 +47,18 @@ class SourceJob(Job):
 @dataclass(frozen=True)
 class PreparationJob(Job):
     preparation: Preparation | None = None
+
+
+@dataclass(frozen=True)
+class EstimateJob(Job):
+    """Transferability estimates of one candidate (backbone, weights) for one target, from its training split;
+    `candidate` is how people know it (the suite's source key, else the weights)."""
+
+    dataset: str = ""
+    samples_per_class: int = 0
+    backbone: str = ""
+    weights: str = ""
+    candidate: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,9 +179,31 @@ def build_plan(suite: SuiteSpec, sources_dir: Path | str) -> Plan:
                                                            f"{', '.join(deciding)}")
             fid = final_job_id(cell.cell_id, seed)
             jobs[fid] = FinalJob("final", fid, f"{cell.label} seed {seed}", final_needs, cell=cell, seed=seed)
-    order = {"source": 0, "teacher": 1, "search": 2, "final": 3}
+    if suite.estimate:
+        for job in estimate_jobs(plan.cells, source_ids, resolved):
+            jobs.setdefault(job.job_id, job)
+    order = {"source": 0, "teacher": 1, "estimate": 2, "search": 3, "final": 4}
     plan.jobs = dict(sorted(jobs.items(), key=lambda kv: order[kv[1].kind]))
     return plan
+
+
+def estimate_jobs(cs: list[Cell], source_ids: dict[str, str], resolved: dict[str, str]) -> list[EstimateJob]:
+    """One estimate job per (target, backbone, weights) that a cell transfers from (methods that take no
+    pretrained weights have no candidate); it waits for its source network."""
+    keys = {weights: key for key, weights in resolved.items()}
+    out: dict[str, EstimateJob] = {}
+    for c in cs:
+        if METHODS.get(c.method).pretrained == "forbidden":
+            continue
+        d = c.dataset
+        job_id = config_hash({"estimate": 1, "dataset": d.name, "samples_per_class": d.samples_per_class,
+                              "backbone": c.backbone.name, "weights": _weights(c.weights)})
+        candidate = keys.get(c.weights, _weights(c.weights))
+        needs = tuple(source_ids[w] for w in [c.weights] if w in source_ids)
+        label = f"estimate {d.label} · {c.backbone.name} · {candidate}"
+        out.setdefault(job_id, EstimateJob("estimate", job_id, label, needs, dataset=d.name, samples_per_class=d.samples_per_class,
+                                           backbone=c.backbone.name, weights=c.weights, candidate=candidate))
+    return list(out.values())
 
 
 def _source_needs(job: PreparationJob, source_ids: dict[str, str]) -> tuple[str, ...]:
@@ -190,6 +225,7 @@ def done_jobs(plan: Plan, records: list[Record]) -> set[str]:
     cells_done = {r.cell_id for r in records if isinstance(r, CellRecord)}
     searched = {r.cell_id for r in records if isinstance(r, TrialRecord)} | cells_done
     finals = {final_job_id(r.cell_id, r.seed) for r in records if isinstance(r, FinalRecord)}
+    done |= {r.job for r in records if isinstance(r, EstimateRecord) and r.job in plan.jobs}
     for j in plan.jobs.values():
         if isinstance(j, SearchJob) and j.job_id in searched:
             done.add(j.job_id)
@@ -200,11 +236,12 @@ def done_jobs(plan: Plan, records: list[Record]) -> set[str]:
 
 def describe(plan: Plan, done: set[str] = frozenset()) -> list[str]:
     """The plan as lines for `--dry-run`: one per source, teacher and search, the finals of a cell on one line."""
-    counts = {k: len(plan.of_kind(k)) for k in ("source", "teacher", "search", "final")}
+    counts = {k: len(plan.of_kind(k)) for k in ("source", "teacher", "estimate", "search", "final")}
     trials = sum(c.num_trials for c in plan.cells)
-    lines = [f"plan: {counts['source']} source(s), {counts['teacher']} teacher(s), {counts['search']} search(es) "
-             f"({trials} trials), {counts['final']} final run(s); {len(done & set(plan.jobs))} of {len(plan.jobs)} "
-             f"jobs done"]
+    estimates = f"{counts['estimate']} estimate(s), " if counts["estimate"] else ""
+    lines = [f"plan: {counts['source']} source(s), {counts['teacher']} teacher(s), {estimates}"
+             f"{counts['search']} search(es) ({trials} trials), {counts['final']} final run(s); "
+             f"{len(done & set(plan.jobs))} of {len(plan.jobs)} jobs done"]
     short = lambda ids: ", ".join(i[:8] for i in ids) or "-"  # noqa: E731
     mark = lambda job_id: "done" if job_id in done else "todo"  # noqa: E731
     for job in plan.jobs.values():
@@ -213,6 +250,8 @@ def describe(plan: Plan, done: set[str] = frozenset()) -> list[str]:
         elif isinstance(job, PreparationJob):
             lines.append(f"  [{mark(job.job_id)}] {job.label}  job {job.job_id}  needs {short(job.needs)}  "
                          f"-> {job.preparation.path}")
+        elif isinstance(job, EstimateJob):
+            lines.append(f"  [{mark(job.job_id)}] {job.label}  job {job.job_id}  needs {short(job.needs)}")
         elif isinstance(job, SearchJob):
             c = job.cell
             finals = [j for j in plan.jobs.values() if isinstance(j, FinalJob) and j.cell.cell_id == c.cell_id]

@@ -22,6 +22,7 @@ from harness.results.records import CellRecord, FinalRecord, SourceRecord, Trial
 from harness.results.store import RunStore
 from harness.data.root import teachers_dir_default
 from harness.methods.base import Preparation
+from harness.study.estimates import run_estimates
 from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs
 from harness.study.progress import Progress
 from harness.study.suite import HEADLINE, Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
@@ -103,6 +104,7 @@ def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace) -> int
         print(f"run folder: {store.dir}")
         store.append(run_sources(plan, print))
         store.append(prepare_networks(plan.of_kind("teacher"), suite.resources, print))
+        store.append(run_estimates(plan.of_kind("estimate"), store, print))
         run_suite(plan.cells, store, args.storage_path, args.verbose,
                   before_finals=lambda configs: store.append(prepare_networks(plan.preparations_for(configs),
                                                                               suite.resources, print)))

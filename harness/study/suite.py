@@ -118,6 +118,7 @@ class SuiteSpec:
     final_vary: list[str] = field(default_factory=lambda: ["init"])
     seeds: SeedPolicy = field(default_factory=SeedPolicy)
     overrides: dict[str, Any] = field(default_factory=dict)
+    estimate: bool = False  # transferability estimates of every (target, weights) before the cells train
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -267,6 +268,7 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
         final_vary=_final_vary(data.get("final_vary", ["init"]), where),
         seeds=_build(SeedPolicy, data.get("seeds") or {}, f"{where}: seeds"),
         overrides=dict(data.get("overrides") or {}),
+        estimate=_estimate(data.get("estimate", False), where),
     )
     validate_suite(suite, where)
     return suite
@@ -284,6 +286,13 @@ def _final_vary(value: Any, where: str) -> list[str]:
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
         raise ConfigError(f"{where}: final_vary={value!r}: must be a list; choose from: {', '.join(FINAL_VARY)}")
     return [str(v) for v in items]
+
+
+def _estimate(value: Any, where: str) -> bool:
+    try:
+        return coerce("estimate", bool, value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def validate_suite(suite: SuiteSpec, where: str) -> None:

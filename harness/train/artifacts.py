@@ -15,6 +15,7 @@ from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.methods import METHODS
 from harness.methods.base import Preparation
+from harness.models.classifiers import CLASSIFIER_KEY, classifier_state
 from harness.models.checkpoints import SOURCE_FORMAT, TEACHER_FORMAT, network_path, write_file
 from harness.models.weights import read_checkpoint
 from harness.train.loop import FitResult, fit
@@ -52,13 +53,15 @@ def _meta(config: TrialConfig, result: FitResult) -> dict[str, object]:
 
 
 def pretrain(config: TrialConfig, out_dir: Path | str = DEFAULT_DIR, log: Log | None = None) -> tuple[Path, bool]:
-    """Train (or reuse) a source network; returns (checkpoint path, reused)."""
+    """Train (or reuse) a source network; returns (checkpoint path, reused). The file keeps the backbone and,
+    for estimators that read it (LEEP, NCE), the classifier over the source classes."""
     path = source_path(config, out_dir)
     if path.is_file():
         read_checkpoint(str(path), config.backbone)
         return path, True
     result = _train(config, "source network", log)
-    write_file(path, SOURCE_FORMAT, config.backbone, result.model.backbone.state_dict(), _meta(config, result))
+    write_file(path, SOURCE_FORMAT, config.backbone, result.model.backbone.state_dict(), _meta(config, result),
+               **{CLASSIFIER_KEY: classifier_state(result.model.head)})
     return path, False
 
 

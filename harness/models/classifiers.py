@@ -1,0 +1,47 @@
+"""A source network's own classifier, the layer from its features to its source classes: the last linear layer
+of a torchvision ImageNet model, or the head `harness pretrain` keeps in a source file. LEEP and NCE read it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import get_model
+
+from harness.models.backbones import BACKBONES
+from harness.models.weights import LoadedWeights
+
+CLASSIFIER_KEY = "classifier"  # the key of a source file that holds its head's weight and bias
+
+
+def last_linear(module: nn.Module) -> nn.Linear | None:
+    """The last nn.Linear registered in a module (the classifier of every torchvision model and harness head)."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return layers[-1] if layers else None
+
+
+def classifier_state(head: nn.Module) -> dict[str, torch.Tensor] | None:
+    """Weight and bias of a head's last linear layer, as a source file keeps them."""
+    layer = last_linear(head)
+    return None if layer is None else {k: v.detach().cpu() for k, v in layer.state_dict().items()}
+
+
+def source_classifier(weights: LoadedWeights, network: str, feature_dim: int, spec: str) -> tuple[nn.Linear | None, str]:
+    """(the network's own classifier, "") or (None, one line saying why it has none); `spec` names the weights."""
+    if weights.kind == "none":
+        return None, f"weights '{spec}' are a randomly initialised network with no trained classifier"
+    if weights.kind == "imagenet":
+        info = BACKBONES.get(network)
+        layer = last_linear(get_model(info.torchvision_name, weights=weights.weights_enum))
+        if layer is None or layer.in_features != feature_dim:
+            return None, f"the ImageNet classifier of '{network}' does not take its {feature_dim} features"
+        return layer, ""
+    state = weights.classifier
+    if state is None:
+        return None, (f"weights '{spec}' keep no classifier (a source file written before sources kept their "
+                      f"head; delete it and run `harness pretrain` again)")
+    out_features, in_features = state["weight"].shape
+    if in_features != feature_dim:
+        return None, f"the classifier in '{spec}' takes {in_features} features, the network gives {feature_dim}"
+    layer = nn.Linear(in_features, out_features, bias="bias" in state)
+    layer.load_state_dict(state)
+    return layer, ""
