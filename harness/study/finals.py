@@ -17,7 +17,9 @@ from harness.data.catalog import final_trains_on_val
 from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
-from harness.study.search import cell_fields, make_tuner, max_concurrency, outcome, runner_fields, trial_callback
+from harness.study import interrupt
+from harness.study.search import (cell_fields, ended_trials, make_tuner, max_concurrency, outcome, results_with_trials,
+                                  runner_fields, trial_callback)
 from harness.study.suite import Cell
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
 
@@ -56,8 +58,9 @@ def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool = False) -> list[FinalRecord]:
-    """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records."""
+               verbose: bool = False, claim: Callable[[str], bool] = lambda name: False) -> list[FinalRecord]:
+    """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records.
+    `claim(name)` records each Tuner as this run's and says whether to restore it; after a stop no group starts."""
     groups: dict[tuple, list[FinalJob]] = {}
     for job in jobs:
         groups.setdefault((astuple(job.cell.resources), job.cell.search.metric), []).append(job)
@@ -71,20 +74,24 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
 
     records: list[FinalRecord] = []
     for group in groups.values():
-        records += store.append(_run_group(group, storage, report, verbose))
+        if interrupt.requested():
+            break
+        records += store.append(_run_group(group, storage, report, verbose, claim))
     return records
 
 
-def final_record(job: FinalJob, result: Any) -> FinalRecord:
-    """The record of one seeded final run from its Tune result; the loop's summary fills it when it finished."""
-    status, summary, error = outcome(result)
+def final_record(job: FinalJob, result: Any, trial: Any = None) -> FinalRecord:
+    """The record of one seeded final run from its Tune result (and Tune's trial: how often it failed); the loop's
+    summary fills it when it finished. No scheduler stops a final early: one without a summary was interrupted."""
+    status, summary, error = outcome(result, ended=False)
     return FinalRecord(**cell_fields(job.cell), seed=job.seed, status=status, error=error,
                        trial_seconds=(result.metrics or {}).get("time_total_s", 0.0),
+                       failures=getattr(trial, "num_failures", 0),
                        **({k: summary[k] for k in SUMMARY_FIELDS} if summary else {}))
 
 
-def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool
-               ) -> list[FinalRecord]:
+def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool,
+               claim: Callable[[str], bool]) -> list[FinalRecord]:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -95,10 +102,13 @@ def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], 
     space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
     metric = first.search.metric
     everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(first.resources, 0) or 0)
-    grid = make_tuner(name, space, first.resources, metric, first.search.mode, storage,
-                      trial_callback(name, report, metric), verbose, everything_that_fits).fit()
+    tuner = make_tuner(name, space, first.resources, metric, first.search.mode, storage,
+                       trial_callback(name, report, metric), verbose, everything_that_fits, restore=claim(name))
+    with interrupt.tune_running():
+        grid = tuner.fit()
     records = {}
-    for result in grid:
-        job = by_key[f"{result.config[JOB_KEY][CELL_KEY]}:{result.config[JOB_KEY]['seed']}"]
-        records[job.key] = final_record(job, result)
+    for result, trial in results_with_trials(grid):
+        config = trial.config
+        job = by_key[f"{config[JOB_KEY][CELL_KEY]}:{config[JOB_KEY]['seed']}"]
+        records[job.key] = final_record(job, result, trial)
     return [records[key] for key in by_key]  # in the order the jobs came: cell by cell, seed by seed
