@@ -197,7 +197,8 @@ def done_jobs(plan: Plan, records: list[Record]) -> set[str]:
     for r in records:
         if isinstance(r, TrialRecord):
             trials.setdefault(r.cell_id, []).append(r)
-    finals = {final_job_id(r.cell_id, r.seed) for r in records if isinstance(r, FinalRecord) and r.status in FINAL_DONE}
+    finals = {final_job_id(r.cell_id, r.seed) for r in records
+              if isinstance(r, FinalRecord) and r.status in FINAL_DONE}
     for j in plan.jobs.values():
         if isinstance(j, SearchJob) and (j.job_id in cells_done or (
                 j.job_id in trials and search_complete(trials[j.job_id], j.cell.num_trials))):

@@ -227,7 +227,8 @@ def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: to
 
 def train_epoch(p: Prepared, epoch: int) -> EpochResult:
     """One pass over the training batches: per batch the objective's loss plus its weight penalties, one
-    optimiser step and one schedule step; stops at the first non-finite loss."""
+    optimiser step and one schedule step; stops at the first non-finite loss, and a pass that leaves non-finite
+    weights has diverged too."""
     if hasattr(p.loader, "sampler") and hasattr(p.loader.sampler, "set_epoch"):
         p.loader.sampler.set_epoch(epoch)
     p.net.train()
@@ -252,7 +253,9 @@ def train_epoch(p: Prepared, epoch: int) -> EpochResult:
         loss_sum += loss.item()
         batches += 1
         images += len(y) * p.hooks.world_size
-    return EpochResult(loss_sum / max(1, batches), images, time.perf_counter() - start, diverged=False)
+    finite = all(bool(torch.isfinite(w).all()) for w in p.trained.parameters())  # the last step may have blown up
+    return EpochResult(loss_sum / max(1, batches) if finite else float("nan"), images, time.perf_counter() - start,
+                       diverged=not finite)
 
 
 def evaluate(p: Prepared, split: str) -> dict[str, Any]:
