@@ -157,7 +157,10 @@ def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace, facts:
     except interrupt.Interrupted as e:
         code = e.exit_code
         if store is not None:
-            print(stopped_message(store, e.signum), flush=True)
+            eprint(stopped_message(store, e.signum))
+    except ConfigError:
+        code = 2
+        raise
     finally:
         if store is not None and store.locked:
             store.append_json(SESSIONS, {"ended": time.time(), "pid": os.getpid(), "exit_code": code})
@@ -337,7 +340,8 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
 
     progress.total_cells = len(cs)
     progress.total_trials = sum(cell.final_seeds - len(finals_done.get(cell.cell_id, ()))
-                                + (0 if searched_before(cell) else cell.num_trials)
+                                + (0 if searched_before(cell) else cell.num_trials - sum(
+                                    t.status in TRIAL_DONE for t in earlier_trials.get(cell.cell_id, [])))
                                 for cell in cs if not finished(cell))
     records: dict[str, CellRecord] = {}
     searched: list[tuple[int, Cell, list[TrialRecord], TrialRecord]] = []
