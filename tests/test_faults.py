@@ -135,6 +135,7 @@ def test_stopped_and_killed_runs_resume_to_what_an_uninterrupted_run_records(ray
     env = {"HARNESS_SEARCH_SPACES": str(spaces), "HARNESS_CHECKPOINT_AFTER_S": "0"}
     suite = suite_file(tmp_path, overrides={"epochs": 6, "lr": 0.05})
     out, storage = tmp_path / "r", tmp_path / "storage"
+    straight = Driver("run", "--suite", suite, "--results-dir", tmp_path / "u", "--address", ray_cluster, env=env)
 
     # Ctrl-C while the search's second trial runs: exit 130, the trial recorded as interrupted, nothing done
     d = Driver("run", "--suite", suite, "--results-dir", out, "--storage-path", storage, "--address", ray_cluster,
@@ -163,7 +164,7 @@ def test_stopped_and_killed_runs_resume_to_what_an_uninterrupted_run_records(ray
 
     # a tuner.pkl planted where this run's finals will keep their experiment is refused, never unpickled
     (cell_id,) = {r.cell_id for r in RunStore(run_dir).records(TrialRecord)}
-    finals = "final-" + hashlib.sha1(f"{cell_id}:0,{cell_id}:1".encode()).hexdigest()[:12]
+    finals = "final-" + hashlib.sha1(f"{cell_id}:0,{cell_id}:1".encode()).hexdigest()[:12] + f"-{facts['run_key']}"
     planted = storage / run_dir.name / finals
     planted.mkdir(parents=True)
     marker = tmp_path / "unpickled"
@@ -198,8 +199,9 @@ def test_stopped_and_killed_runs_resume_to_what_an_uninterrupted_run_records(ray
     rc, text = d.finish()
     assert rc == 0, text
 
-    # the same as an uninterrupted run of the suite: cells, trials, finished finals; nothing recorded twice
-    assert main(["run", "--suite", str(suite), "--results-dir", str(tmp_path / "u"), "--address", ray_cluster]) == 0
+    # the same as an uninterrupted run of the suite (run alongside): cells, trials, finished finals; nothing twice
+    rc, text = straight.finish()
+    assert rc == 0, text
     resumed, straight = RunStore(run_dir), RunStore(only_run_dir(tmp_path / "u"))
     for store in (resumed, straight):
         (cell,) = store.records(CellRecord)

@@ -18,7 +18,7 @@ from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
 from harness.study import interrupt
-from harness.study.search import (cell_fields, make_tuner, max_concurrency, outcome, results_with_trials, runner_fields,
+from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials, runner_fields,
                                   trial_callback)
 from harness.study.suite import Cell
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
@@ -58,7 +58,7 @@ def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool = False, claim: Callable[[str], bool] = lambda name: False) -> list[FinalRecord]:
+               verbose: bool = False, claim: Claim = lambda name: (name, False)) -> list[FinalRecord]:
     """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records.
     `claim(name)` records each Tuner as this run's and says whether to restore it; after a stop no group starts."""
     groups: dict[tuple, list[FinalJob]] = {}
@@ -91,19 +91,19 @@ def final_record(job: FinalJob, result: Any, trial: Any = None) -> FinalRecord:
 
 
 def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool,
-               claim: Callable[[str], bool]) -> list[FinalRecord]:
+               claim: Claim) -> list[FinalRecord]:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     first = jobs[0].cell
     by_key = {job.key: job for job in jobs}
     queue = sorted(jobs, key=lambda j: (-j.expected_seconds, j.key))
-    name = "final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12]
+    name, restore = claim("final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12])
     space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
     metric = first.search.metric
     everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(first.resources, 0) or 0)
     tuner = make_tuner(name, space, first.resources, metric, first.search.mode, storage,
-                       trial_callback(name, report, metric), verbose, everything_that_fits, restore=claim(name))
+                       trial_callback(name, report, metric), verbose, everything_that_fits, restore=restore)
     with interrupt.tune_running():
         grid = tuner.fit()
     records = {}

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -84,7 +85,8 @@ def run_facts(args: argparse.Namespace, store: RunStore | None) -> dict[str, str
     if frozen is None:
         results = Path(store.dir.parent if store else args.results_dir).absolute()
         return {"storage_path": storage, "sources_dir": str(results / "sources"),
-                "teachers_dir": str(teachers_dir_default_path(results)), "data_root": str(data_root())}
+                "teachers_dir": str(teachers_dir_default_path(results)), "data_root": str(data_root()),
+                "run_key": secrets.token_hex(4)}
     if storage and storage != frozen.get("storage_path"):
         raise ConfigError(f"--storage-path={args.storage_path}: this run keeps its Tune experiments in "
                           f"{frozen.get('storage_path') or store.dir / 'tune'}; leave the flag out to resume it")
@@ -356,12 +358,17 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
                      f"({describe(best.config, cell)})")
         searched.append((i, cell, trials, best))
 
-    def claim(name: str) -> bool:
-        """Record Tune experiment `name` as this run's; True if an earlier session of the run started it."""
+    key = (store.read_json(RUN_FACTS) or {}).get("run_key")
+
+    def claim(base: str) -> tuple[str, bool]:
+        """This run's Tune experiment for `base` (named with the run's key: two runs on one cluster that start
+        Tuners for the same cell in the same second would share Tune's staging folder), recorded as the
+        run's; and whether an earlier session of the run started it (then it is restored)."""
+        name = f"{base}-{key}" if key else base
         if name in {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}:
-            return True
+            return name, True
         store.append_json(EXPERIMENTS, {"name": name, "path": f"{where.rstrip('/')}/{name}", "at": time.time()})
-        return False
+        return name, False
 
     todo = []
     for i, cell in enumerate(cs, 1):

@@ -325,15 +325,19 @@ def search_name(cell: Cell) -> str:
     return f"search-{cell.cell_id}"
 
 
+Claim = Callable[[str], tuple[str, bool]]  # a Tuner's base name -> (this run's experiment name, whether to restore it)
+
+
 def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
-               restore: bool = False) -> list[TrialRecord]:
-    """Search one cell with its own Tuner on the validation split (with `restore`, continue this run's earlier
-    search of it); returns its trial records (not yet stored), those a stop left unfinished `interrupted`."""
+               experiment: tuple[str, bool] | None = None) -> list[TrialRecord]:
+    """Search one cell with its own Tuner on the validation split, in `experiment` (name, and whether to restore
+    and continue this run's earlier search of it); returns its trial records (not yet stored), those a stop left
+    unfinished `interrupted`."""
     metric = cell.search.metric
     concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
     space, scheduler, search_alg = search_parts(cell, concurrency)
     t0 = time.time()
-    name = search_name(cell)
+    name, restore = experiment or (search_name(cell), False)
     tuner = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
                        cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
                        verbose, search_alg, scheduler, cell.search.num_samples, restore)
@@ -357,19 +361,21 @@ class CellSearcher:
     def pid(self) -> int:
         return os.getpid()
 
-    def search(self, index: int, cell: Cell, storage: str, verbose: bool, restore: bool) -> list[TrialRecord]:
+    def search(self, index: int, cell: Cell, storage: str, verbose: bool,
+               experiment: tuple[str, bool]) -> list[TrialRecord]:
         def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
             self.events.put((index, status, value, seconds))
 
-        return search_one(cell, storage, sink, verbose, restore)
+        return search_one(cell, storage, sink, verbose, experiment)
 
 
 def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
-                 parallel: int = 2, claim: Callable[[str], bool] = lambda name: False
+                 parallel: int = 2, claim: Claim = lambda name: (name, False)
                  ) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
     """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
-    `claim(name)` is asked before each cell's Tuner starts: it records the experiment as this run's and says
-    whether the run started it before (then it is restored). After a stop no further cell starts.
+    `claim(name)` is asked before each cell's Tuner starts: it records the experiment as this run's, under a
+    name no other run uses, and says whether the run started it before (then it is restored). After a stop no
+    further cell starts.
 
     Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
     its trials compete for the cluster like any others, so one cell's start-up and tail fill with another's trials.
