@@ -18,8 +18,8 @@ from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
 from harness.study import interrupt
-from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials, runner_fields,
-                                  trial_callback)
+from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials,
+                                  runner_fields, trial_callback)
 from harness.study.suite import Cell
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
 
