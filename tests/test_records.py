@@ -1,4 +1,4 @@
-"""Typed records: one JSON encoding (schema 2), version-1 folders still read, and read into the same leaderboard."""
+"""Typed records: one JSON encoding (schema 3), version-1 folders still read, and read into the same leaderboard."""
 
 import io
 import json
@@ -45,7 +45,7 @@ def examples():
 @pytest.mark.parametrize("record", examples(), ids=lambda r: r.kind)
 def test_every_kind_round_trips_through_one_json_encoding(record):
     line = record.to_json()
-    assert list(line)[:3] == ["schema", "run_id", "kind"] and line["schema"] == SCHEMA_VERSION == 2
+    assert list(line)[:3] == ["schema", "run_id", "kind"] and line["schema"] == SCHEMA_VERSION == 3
     assert from_json(json.loads(json.dumps(line))) == record
 
 
@@ -105,13 +105,13 @@ def test_a_resumed_version_1_run_holds_both_versions(v1_run):
     store = RunStore(v1_run)
     store.append([examples()[0]])
     records = store.records()
-    assert [r.schema for r in records[-2:]] == [1, 2] and records[-1].run_id == v1_run.name
+    assert [r.schema for r in records[-2:]] == [1, SCHEMA_VERSION] and records[-1].run_id == v1_run.name
     assert len(lb.load([v1_run])) == 2
 
 
 @pytest.mark.parametrize("key, value, why", [
     ("kind", "checkpoint", "unknown record kind 'checkpoint'; known: trial, final, cell, source, estimate"),
-    ("status", "finished", "status='finished': expected one of ok, stopped_early, diverged, error"),
+    ("status", "finished", "status='finished': expected one of ok, stopped_early, diverged, error, interrupted, lost"),
     ("trial_id", None, "a trial record without trial_id"),
 ])
 def test_a_line_that_is_no_record_is_skipped_with_a_warning(tmp_path, key, value, why):

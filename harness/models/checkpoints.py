@@ -6,6 +6,8 @@ writer and read back with weights_only=True; a wrong or unreadable file is a one
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -25,6 +27,29 @@ def network_path(config: TrialConfig, out_dir: Path | str) -> Path:
     """`<dataset>-<backbone>-<config hash>.pt` in `out_dir`: the file of a network trained with `config`."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.dataset).strip("_")
     return Path(out_dir) / f"{slug}-{config.backbone}-{config.identity()}.pt"
+
+
+NETWORK_NAME = re.compile(r".+-[0-9a-f]{12}\.pt")
+
+
+def checkpoint_identity(path: str) -> str:
+    """What identifies the weights in a checkpoint file: its content hash; a network file the harness writes is
+    named after the hash of the configuration that trains it, and that name is its identity (the same before
+    the file exists and after). Two files at different paths with different contents never share one."""
+    p = Path(path)
+    if NETWORK_NAME.fullmatch(p.name) or not p.is_file():
+        return p.name
+    stat = p.stat()
+    return "sha256:" + _digest(str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def write_file(path: Path, fmt: str, backbone: str, state_dict: dict[str, torch.Tensor], meta: dict[str, Any],

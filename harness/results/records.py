@@ -5,6 +5,10 @@ Each record kind is a frozen dataclass with one JSON encoding (`to_json` / `from
 `schema`, `run_id` and `kind` keys come first. Lines of schema version 1 (written before these types existed)
 carry the same keys, except that a failed final run or a cell with a winner leave out the keys they had no
 value for; `from_json` reads them into the same types, the missing keys taking their defaults.
+
+Schema 3 adds the statuses `interrupted` (running when the run was stopped) and `lost` (its process or node
+died more often than retries allowed), and lets a later record of the same trial, final seed or cell replace
+an earlier one (a resumed run re-runs what did not finish): `standing()` keeps the records that stand.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from typing import Any, ClassVar
 from harness.core.config import TrialConfig
 from harness.core.jsonio import clean
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 
-TRIAL_STATUSES = ("ok", "stopped_early", "diverged", "error")
+TRIAL_STATUSES = ("ok", "stopped_early", "diverged", "error", "interrupted", "lost")
+# a search trial that will not run again: it ended (an error or a lost process after Tune's retries never wins)
+TRIAL_DONE = ("ok", "stopped_early", "diverged", "error", "lost")
+# a final seed that will not run again: it finished, or diverges whenever it runs; the others run on --resume
+FINAL_DONE = ("ok", "diverged")
 CELL_STATUSES = ("ok", "no_winner")
 SOURCE_ROLES = ("source", "teacher")
 ESTIMATE_STATUSES = ("ok", "error")
@@ -90,7 +98,8 @@ class CellFields(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class TrialRecord(CellFields):
-    """One search trial: its sampled config, how it ended, its validation score and curve, its cost."""
+    """One search trial: its sampled config, how it ended, its validation score and curve, its cost;
+    `failures`: how often its process was lost and the trial retried."""
 
     kind: ClassVar[str] = "trial"
     trial_id: str
@@ -106,6 +115,7 @@ class TrialRecord(CellFields):
     error: str | None = None
     search_seconds: float | None = None
     finished_at: float | None = None
+    failures: int = 0
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -133,6 +143,7 @@ class FinalRecord(CellFields):
     model: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
     epochs_completed: int = 0
+    failures: int = 0
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -156,6 +167,7 @@ class CellRecord(CellFields):
     trials_stopped_early: int = 0
     trials_errored: int = 0
     trials_diverged: int = 0
+    trials_lost: int = 0
     trial_seconds: float = 0.0
     gpus_per_trial: float = 0.0
     search_seconds: float | None = None
@@ -241,12 +253,38 @@ KINDS: dict[str, type[Record]] = {c.kind: c for c in (TrialRecord, FinalRecord, 
                                                        EstimateRecord)}
 
 
+def record_key(r: Record) -> tuple[Any, ...]:
+    """What a record is the record of: a later record with the same key replaces it (schema 3)."""
+    if isinstance(r, TrialRecord):
+        return ("trial", r.cell_id, r.trial_id)
+    if isinstance(r, FinalRecord):
+        return ("final", r.cell_id, r.seed)
+    if isinstance(r, CellRecord):
+        return ("cell", r.cell_id)
+    if isinstance(r, SourceRecord):
+        return ("source", r.job)
+    return (r.kind, id(r))
+
+
+def standing(records: list[Record]) -> list[Record]:
+    """The records that stand: of each trial, final seed, cell and source the last one written, in the order
+    their first record was written."""
+    last: dict[tuple[Any, ...], Record] = {}
+    for r in records:
+        last[record_key(r)] = r
+    return list(last.values())
+
+
+def versions_text(schemas: tuple[int, ...]) -> str:
+    return ", ".join(map(str, schemas[:-1])) + f" and {schemas[-1]}"
+
+
 def from_json(data: Mapping[str, Any]) -> Record:
     """The typed record of one JSON line of schema version 1 or 2, by its `kind`. Keys the type does not know
     are dropped; a missing key takes its default; a missing required key or a bad value raises ValueError."""
     schema = data.get("schema")
     if schema not in READABLE_SCHEMAS:
-        raise ValueError(f"schema version {schema!r}; readable: {', '.join(map(str, READABLE_SCHEMAS))}")
+        raise ValueError(f"schema version {schema!r}; readable: {versions_text(READABLE_SCHEMAS)}")
     cls = KINDS.get(data.get("kind"))  # type: ignore[arg-type]
     if cls is None:
         raise ValueError(f"unknown record kind {data.get('kind')!r}; known: {', '.join(KINDS)}")

@@ -18,7 +18,9 @@ from harness.data.registry import headline_metric
 from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
-from harness.study.search import cell_fields, make_tuner, max_concurrency, outcome, runner_fields, trial_callback
+from harness.study import interrupt
+from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials,
+                                  runner_fields, trial_callback)
 from harness.study.suite import Cell
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
 
@@ -58,8 +60,9 @@ def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool = False) -> list[FinalRecord]:
-    """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records."""
+               verbose: bool = False, claim: Claim = lambda name: (name, False)) -> list[FinalRecord]:
+    """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records.
+    `claim(name)` records each Tuner as this run's and says whether to restore it; after a stop no group starts."""
     groups: dict[tuple, list[FinalJob]] = {}
     for job in jobs:
         groups.setdefault((astuple(job.cell.resources), test_metric(job.cell)), []).append(job)
@@ -73,7 +76,9 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
 
     records: list[FinalRecord] = []
     for group in groups.values():
-        records += store.append(_run_group(group, storage, report, verbose))
+        if interrupt.requested():
+            break
+        records += store.append(_run_group(group, storage, report, verbose, claim))
     return records
 
 
@@ -82,30 +87,36 @@ def test_metric(cell: Cell) -> str:
     return f"test_{headline_metric(cell.dataset.name)}"
 
 
-def final_record(job: FinalJob, result: Any) -> FinalRecord:
-    """The record of one seeded final run from its Tune result; the loop's summary fills it when it finished."""
-    status, summary, error = outcome(result)
+def final_record(job: FinalJob, result: Any, trial: Any = None) -> FinalRecord:
+    """The record of one seeded final run from its Tune result (and Tune's trial: how often it failed); the loop's
+    summary fills it when it finished. No scheduler stops a final early: one without a summary was interrupted."""
+    status, summary, error = outcome(result, ended=False)
     return FinalRecord(**cell_fields(job.cell), seed=job.seed, status=status, error=error,
                        trial_seconds=(result.metrics or {}).get("time_total_s", 0.0),
+                       failures=getattr(trial, "num_failures", 0),
                        **({k: summary[k] for k in SUMMARY_FIELDS} if summary else {}))
 
 
-def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool
-               ) -> list[FinalRecord]:
+def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool,
+               claim: Claim) -> list[FinalRecord]:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     first = jobs[0].cell
     by_key = {job.key: job for job in jobs}
     queue = sorted(jobs, key=lambda j: (-j.expected_seconds, j.key))
-    name = "final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12]
+    name, restore = claim("final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12])
     space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
     everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(first.resources, 0) or 0)
     # no Tune metric: nothing is selected among final runs, and one that trains on validation reports no val_
-    grid = make_tuner(name, space, first.resources, None, None, storage,
-                      trial_callback(name, report, test_metric(first)), verbose, everything_that_fits).fit()
+    tuner = make_tuner(name, space, first.resources, None, None, storage,
+                       trial_callback(name, report, test_metric(first)), verbose, everything_that_fits,
+                       restore=restore)
+    with interrupt.tune_running():
+        grid = tuner.fit()
     records = {}
-    for result in grid:
-        job = by_key[f"{result.config[JOB_KEY][CELL_KEY]}:{result.config[JOB_KEY]['seed']}"]
-        records[job.key] = final_record(job, result)
+    for result, trial in results_with_trials(grid):
+        config = trial.config
+        job = by_key[f"{config[JOB_KEY][CELL_KEY]}:{config[JOB_KEY]['seed']}"]
+        records[job.key] = final_record(job, result, trial)
     return [records[key] for key in by_key]  # in the order the jobs came: cell by cell, seed by seed

@@ -19,7 +19,8 @@ from harness.core.config import TrialConfig, config_hash
 from harness.core.errors import ConfigError
 from harness.methods import METHODS
 from harness.methods.base import Preparation
-from harness.results.records import CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord
+from harness.results.records import (FINAL_DONE, TRIAL_DONE, CellRecord, EstimateRecord, FinalRecord, Record,
+                                     TrialRecord)
 from harness.study.spaces import Dist
 from harness.study.suite import Cell, SuiteSpec, cells
 from harness.train.artifacts import source_config, source_path
@@ -217,17 +218,28 @@ def _weights(weights: str) -> str:
     return "checkpoint:" + Path(weights[len("checkpoint:"):]).name if weights.startswith("checkpoint:") else weights
 
 
+def search_complete(trials: list[TrialRecord], num_trials: int) -> bool:
+    """Whether a cell's search is over: all its trials ran and none was interrupted (`trials`: those that stand)."""
+    return len(trials) >= num_trials and all(t.status in TRIAL_DONE for t in trials)
+
+
 def done_jobs(plan: Plan, records: list[Record]) -> set[str]:
-    """Ids of the plan's jobs whose outcome exists: network files on disk, searches and finals in the records."""
+    """Ids of the plan's jobs whose outcome exists: network files on disk, complete searches and final seeds that
+    will not run again in the records (those that stand: `RunStore.records()`)."""
     done = {j.job_id for j in plan.jobs.values() if isinstance(j, SourceJob) and j.path.is_file()}
     done |= {j.job_id for j in plan.jobs.values()
              if isinstance(j, PreparationJob) and j.preparation is not None and j.preparation.path.is_file()}
     cells_done = {r.cell_id for r in records if isinstance(r, CellRecord)}
-    searched = {r.cell_id for r in records if isinstance(r, TrialRecord)} | cells_done
-    finals = {final_job_id(r.cell_id, r.seed) for r in records if isinstance(r, FinalRecord)}
+    trials: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        if isinstance(r, TrialRecord):
+            trials.setdefault(r.cell_id, []).append(r)
+    finals = {final_job_id(r.cell_id, r.seed) for r in records
+              if isinstance(r, FinalRecord) and r.status in FINAL_DONE}
     done |= {r.job for r in records if isinstance(r, EstimateRecord) and r.job in plan.jobs}
     for j in plan.jobs.values():
-        if isinstance(j, SearchJob) and j.job_id in searched:
+        if isinstance(j, SearchJob) and (j.job_id in cells_done or (
+                j.job_id in trials and search_complete(trials[j.job_id], j.cell.num_trials))):
             done.add(j.job_id)
         elif isinstance(j, FinalJob) and (j.job_id in finals or j.cell.cell_id in cells_done):
             done.add(j.job_id)

@@ -7,27 +7,48 @@ cells together (harness/finals.py). A cell's record is written once its finals a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
+import os
+import secrets
+import shutil
+import signal
+import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import yaml
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
-from harness.results.records import CellRecord, FinalRecord, SourceRecord, TrialRecord
+from harness.results.records import (FINAL_DONE, TRIAL_DONE, CellRecord, FinalRecord, SourceRecord, TrialRecord,
+                                     record_key, target_label)
 from harness.results.store import RunStore
-from harness.data.root import teachers_dir_default
+from harness.data.root import data_root, teachers_dir_default, use_data_root
 from harness.methods.base import Preparation
+from harness.study import interrupt
 from harness.study.estimates import run_estimates
-from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs
+from harness.study.paths import absolute_paths
+from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs, search_complete
 from harness.study.progress import Progress
+from harness.study.spaces import spaces_dir
 from harness.study.suite import HEADLINE, Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
+SPACES_ENV = "HARNESS_SEARCH_SPACES"
+
+
+def eprint(*args: object) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
 RESOLVED_SUITE = "suite.yaml"
+RUN_FACTS = "run.json"  # what a resume needs besides the suite: storage path, sources and teachers, data root
+FROZEN_SPACES = "search_spaces"  # the search-space files as the run started
+SESSIONS = "sessions.jsonl"  # one line per session (`harness run`, each --resume) as it starts and as it ends
+EXPERIMENTS = "experiments.jsonl"  # the Tune experiments this run started: the only ones it restores
 SUITE_FLAGS = "suite_flags"  # the argparse namespace entry listing the flags of the "suite overrides" group
 
 
@@ -37,7 +58,8 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def resolve(args: argparse.Namespace) -> tuple[SuiteSpec, RunStore | None]:
-    """The suite to run: from --resume's folder (flags may not change it) or the named suite plus flags."""
+    """The suite to run: from --resume's folder (flags may not change it) or the named suite plus flags, with
+    relative paths made absolute. A resumed run takes its data root from its folder unless --data-root is given."""
     if args.resume:
         run_dir = Path(args.resume)
         path = run_dir / RESOLVED_SUITE
@@ -46,8 +68,55 @@ def resolve(args: argparse.Namespace) -> tuple[SuiteSpec, RunStore | None]:
         if _flags(args):
             raise ConfigError(f"--resume: suite flags ({', '.join(_flags(args))}) cannot change a run; "
                               f"start a new run instead")
-        return suite_from_dict(read_yaml(path) or {}, str(path)), RunStore(run_dir)
-    return apply_overrides(load_suite(args.suite), **_flags(args)), None
+        store = RunStore(run_dir)
+        data_root = (store.read_json(RUN_FACTS) or {}).get("data_root")
+        if data_root and not getattr(args, "data_root", None):
+            use_data_root(data_root)
+        return suite_from_dict(read_yaml(path) or {}, str(path)), store
+    return absolute_paths(apply_overrides(load_suite(args.suite), **_flags(args))), None
+
+
+def run_facts(args: argparse.Namespace, store: RunStore | None) -> dict[str, str | None]:
+    """Where this run keeps and finds things: frozen in a resumed run's folder (a different --storage-path is
+    refused), else from the flags, as absolute paths."""
+    frozen = store.read_json(RUN_FACTS) if store else None
+    storage = args.storage_path
+    if storage and "://" not in storage:
+        storage = str(Path(storage).expanduser().absolute())
+    if frozen is None:
+        results = Path(store.dir.parent if store else args.results_dir).absolute()
+        return {"storage_path": storage, "sources_dir": str(results / "sources"),
+                "teachers_dir": str(teachers_dir_default_path(results)), "data_root": str(data_root()),
+                "run_key": secrets.token_hex(4)}
+    if storage and storage != frozen.get("storage_path"):
+        raise ConfigError(f"--storage-path={args.storage_path}: this run keeps its Tune experiments in "
+                          f"{frozen.get('storage_path') or store.dir / 'tune'}; leave the flag out to resume it")
+    return frozen
+
+
+def teachers_dir_default_path(results: Path) -> Path:
+    """The teachers folder of a study writing under `results`: HARNESS_TEACHERS, else results/teachers."""
+    with teachers_dir_default(results / "teachers") as path:
+        return path
+
+
+@contextlib.contextmanager
+def frozen_spaces(store: RunStore | None) -> Iterator[None]:
+    """Within the block search spaces are read from the run's own copy (so that editing search_spaces/ does not
+    change a resumed run's cells), where it has one."""
+    frozen = store.dir / FROZEN_SPACES if store else None
+    if frozen is None or not frozen.is_dir():
+        yield
+        return
+    before = os.environ.get(SPACES_ENV)
+    os.environ[SPACES_ENV] = str(frozen.absolute())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SPACES_ENV, None)
+        else:
+            os.environ[SPACES_ENV] = before
 
 
 def dry_run(plan: Plan, store: RunStore | None) -> int:
@@ -79,45 +148,115 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
     """Plan the suite of `args` (or the one `resolve(args)` already returned), then execute the plan:
     sources, teachers, every cell's search, then all finals."""
     suite, store = resolved or resolve(args)
-    with teachers_dir_default(Path(args.results_dir) / "teachers"):
-        plan = build_plan(suite, Path(args.results_dir) / "sources")
-        return dry_run(plan, store) if args.dry_run else execute(plan, store, args)
+    facts = run_facts(args, store)
+    with teachers_dir_default(facts["teachers_dir"]):
+        with frozen_spaces(store):
+            plan = build_plan(suite, facts["sources_dir"])
+        return dry_run(plan, store) if args.dry_run else execute(plan, store, args, facts)
 
 
-def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace) -> int:
-    """Start or join Ray and run the plan's jobs in order; write the records and the leaderboard."""
+def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace, facts: dict[str, str | None]) -> int:
+    """Start or join Ray and run the plan's jobs in order; write the records and the leaderboard. The first
+    SIGINT or SIGTERM stops the run cleanly (exit 128 + the signal's number); a run with a cell that has no
+    winner or fewer finished final seeds than asked exits 1."""
     from harness.study import search
-    from harness.study.environment import environment
 
-    suite = plan.suite
-    started = search.init_ray(args.address, args.verbose)
+    if store is not None:
+        store.lock()  # before Ray starts: a second writer of the folder is refused at once
+    started, code = False, 1
     try:
-        t0 = time.time()
-        for c in plan.cells:  # refuse what cannot fit or cannot be searched before anything starts
-            search.max_concurrency(c.resources, c.search.max_concurrent_trials)
-            search.search_parts(c)
-        if store is None:
-            store = RunStore.create(args.results_dir, suite.name)
-            store.write_text(RESOLVED_SUITE, yaml.safe_dump(dataclasses.asdict(suite), sort_keys=False))
-        store.write_json("environment.json", {**environment(), "address": args.address or "local",
-                                              "storage_path": args.storage_path})
-        print(f"run folder: {store.dir}")
-        store.append(run_sources(plan, print))
-        store.append(prepare_networks(plan.of_kind("teacher"), suite.resources, print))
-        store.append(run_estimates(plan.of_kind("estimate"), store, print))
-        run_suite(plan.cells, store, args.storage_path, args.verbose,
-                  before_finals=lambda configs: store.append(prepare_networks(plan.preparations_for(configs),
-                                                                              suite.resources, print)))
-        print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
-        from harness.results.leaderboard import write_run_outputs
-
-        print(write_run_outputs(store.dir))
+        started = search.init_ray(args.address, args.verbose)
+        with interrupt.stopping():
+            store = _start(plan, store, args, facts)
+            code = _execute(plan, store, args, facts)
+    except interrupt.Interrupted as e:
+        code = e.exit_code
+        if store is not None:
+            eprint(stopped_message(store, e.signum))
+    except ConfigError:
+        code = 2
+        raise
     finally:
+        if store is not None and store.locked:
+            store.append_json(SESSIONS, {"ended": time.time(), "pid": os.getpid(), "exit_code": code})
+            store.unlock()
         if started:
             import ray
 
             ray.shutdown()
-    return 0
+    return code
+
+
+def _start(plan: Plan, store: RunStore | None, args: argparse.Namespace, facts: dict[str, str | None]) -> RunStore:
+    """Check that every cell fits the cluster, then create the run folder (a new run: the resolved suite, the
+    facts a resume needs, the search spaces, the environment) or take a resumed one; log the session."""
+    from harness.study import search
+    from harness.study.environment import environment
+
+    for c in plan.cells:  # refuse what cannot fit or cannot be searched before anything starts
+        search.max_concurrency(c.resources, c.search.max_concurrent_trials)
+        search.search_parts(c)
+    env = {**environment(), "address": args.address or "local", "storage_path": facts["storage_path"]}
+    if store is None:
+        store = RunStore.create(args.results_dir, plan.suite.name)
+        store.lock()
+        store.write_text(RESOLVED_SUITE, yaml.safe_dump(dataclasses.asdict(plan.suite), sort_keys=False))
+        store.write_json(RUN_FACTS, facts)
+        shutil.copytree(spaces_dir(), store.dir / FROZEN_SPACES, ignore=shutil.ignore_patterns("suites"))
+        store.write_json("environment.json", env)
+    store.append_json(SESSIONS, {"started": time.time(), "pid": os.getpid(), "resumed": args.resume is not None,
+                                 **env})
+    print(f"run folder: {store.dir}", flush=True)
+    return store
+
+
+def _execute(plan: Plan, store: RunStore, args: argparse.Namespace, facts: dict[str, str | None]) -> int:
+    suite = plan.suite
+    t0 = time.time()
+    store.append(run_sources(plan, print))
+    store.append(prepare_networks(plan.of_kind("teacher"), suite.resources, print))
+    store.append(run_estimates(plan.of_kind("estimate"), store, print))
+    cells = run_suite(plan.cells, store, facts["storage_path"], args.verbose,
+                      before_finals=lambda configs: store.append(prepare_networks(plan.preparations_for(configs),
+                                                                                  suite.resources, print)))
+    interrupt.check()
+    print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
+    from harness.results.leaderboard import write_run_outputs
+
+    print(write_run_outputs(store.dir))
+    problems = unfinished_cells(cells, store)
+    for line in problems:
+        eprint(f"harness: {line}")
+    return 1 if problems else 0
+
+
+def stopped_message(store: RunStore, signum: int) -> str:
+    """What an interrupted run says last: what it recorded as interrupted and the command that resumes it."""
+    records = store.records()
+    trials = sum(isinstance(r, TrialRecord) and r.status == "interrupted" for r in records)
+    finals = sum(isinstance(r, FinalRecord) and r.status == "interrupted" for r in records)
+    return (f"harness: stopped by {signal.Signals(signum).name}; {trials} trial(s) and {finals} final run(s) "
+            f"recorded as interrupted; resume with: harness run --resume {store.dir}")
+
+
+def unfinished_cells(cells: list[CellRecord], store: RunStore) -> list[str]:
+    """One line per cell without a winner or with fewer finished final seeds than asked, saying which."""
+    finals: dict[str, list[FinalRecord]] = {}
+    for r in store.records(FinalRecord):
+        finals.setdefault(r.cell_id, []).append(r)
+    lines = []
+    for c in cells:
+        label = f"cell {target_label(c.dataset, c.samples_per_class)} · {c.method} · {c.backbone} ({c.cell_id})"
+        if c.status == "no_winner":
+            lines.append(f"{label}: no winner ({c.reason})")
+            continue
+        runs = finals.get(c.cell_id, [])
+        ok = [r for r in runs if r.status == "ok"]
+        if len(ok) < c.final_seeds:
+            failed = ", ".join(f"seed {r.seed} {r.status}" for r in sorted(runs, key=lambda r: r.seed)
+                               if r.status != "ok") or "none recorded"
+            lines.append(f"{label}: {len(ok)} of {c.final_seeds} final seeds finished ({failed})")
+    return lines
 
 
 def run_sources(plan: Plan, log: Callable[[str], None]) -> list[SourceRecord]:
@@ -185,8 +324,10 @@ def _prepare(preparation: Preparation, threads: int) -> float:
 def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,
               progress: Progress | None = None,
               before_finals: Callable[[list[TrialConfig]], None] | None = None) -> list[CellRecord]:
-    """Search every cell not finished in `store` (recognised by its hash), then run all their finals together;
-    `before_finals` gets the finals' configurations first (to train what they need, e.g. their teachers)."""
+    """Search every cell whose search is not complete in `store` (recognised by its hash; an interrupted search
+    continues), then run all the final seeds not yet done together; `before_finals` gets the finals'
+    configurations first (to train what they need, e.g. their teachers). After a stop (`interrupt`) nothing
+    new starts, what ran is recorded, and no cell is recorded as finished."""
     from harness.study.finals import final_config, pending_jobs, run_finals
     from harness.study.search import best_trial, cell_record, describe, search_cells, storage_path
 
@@ -195,16 +336,29 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
     done: dict[str, CellRecord] = {}
     earlier_trials: dict[str, list[TrialRecord]] = {}
     finals: dict[str, list[FinalRecord]] = {}
-    for r in store.records():  # read once: an earlier run's cells, trials and finals
+    standing = store.records()  # read once: an earlier session's cells, trials and finals, those that stand
+    for r in standing:
         if isinstance(r, CellRecord):
             done[r.cell_id] = r
         elif isinstance(r, TrialRecord):
             earlier_trials.setdefault(r.cell_id, []).append(r)
         elif isinstance(r, FinalRecord):
             finals.setdefault(r.cell_id, []).append(r)
+    finals_done = {c: {r.seed for r in runs if r.status in FINAL_DONE} for c, runs in finals.items()}
+
+    def finished(cell: Cell) -> bool:
+        record = done.get(cell.cell_id)
+        return record is not None and (record.status == "no_winner" or
+                                       len(finals_done.get(cell.cell_id, ())) >= cell.final_seeds)
+
+    def searched_before(cell: Cell) -> bool:
+        return cell.cell_id in done or search_complete(earlier_trials.get(cell.cell_id, []), cell.num_trials)
+
     progress.total_cells = len(cs)
-    progress.total_trials = sum(c.final_seeds + (0 if c.cell_id in earlier_trials else c.num_trials)
-                                for c in cs if c.cell_id not in done)
+    progress.total_trials = sum(cell.final_seeds - len(finals_done.get(cell.cell_id, ()))
+                                + (0 if searched_before(cell) else cell.num_trials - sum(
+                                    t.status in TRIAL_DONE for t in earlier_trials.get(cell.cell_id, [])))
+                                for cell in cs if not finished(cell))
     records: dict[str, CellRecord] = {}
     searched: list[tuple[int, Cell, list[TrialRecord], TrialRecord]] = []
 
@@ -218,27 +372,49 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
                      f"({describe(best.config, cell)})")
         searched.append((i, cell, trials, best))
 
+    key = (store.read_json(RUN_FACTS) or {}).get("run_key")
+
+    def claim(base: str) -> tuple[str, bool]:
+        """This run's Tune experiment for `base` (named with the run's key: two runs on one cluster that start
+        Tuners for the same cell in the same second would share Tune's staging folder), recorded as the
+        run's; and whether an earlier session of the run started it (then it is restored)."""
+        name = f"{base}-{key}" if key else base
+        if name in {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}:
+            return name, True
+        store.append_json(EXPERIMENTS, {"name": name, "path": f"{where.rstrip('/')}/{name}", "at": time.time()})
+        return name, False
+
     todo = []
     for i, cell in enumerate(cs, 1):
-        if cell.cell_id in done:
+        if finished(cell):
             progress.say(f"{progress.cell(i, cell.label)}  already finished in {store.dir}; skipped")
             records[cell.cell_id] = done[cell.cell_id]
-        elif cell.cell_id in earlier_trials:
-            searched_cell(i, cell, earlier_trials[cell.cell_id])
+        elif searched_before(cell):
+            searched_cell(i, cell, earlier_trials.get(cell.cell_id, []))
         else:
             todo.append((i, cell))
     parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
-    for i, cell, trials in search_cells(todo, where, progress, verbose, parallel):
-        store.append(trials)
-        searched_cell(i, cell, trials)
+    for i, cell, trials in search_cells(todo, where, progress, verbose, parallel, claim):
+        if not interrupt.requested():  # the Tuner ran to its end: a trial not seen ending ended in a session before
+            trials = [dataclasses.replace(t, status="stopped_early") if t.status == "interrupted" else t
+                      for t in trials]
+        stand = {record_key(t): t for t in earlier_trials.get(cell.cell_id, [])}
+        new = [t for t in trials if record_key(t) not in stand or stand[record_key(t)].status not in TRIAL_DONE]
+        store.append(new)  # a restored search returns the trials it had finished before too: recorded once
+        trials = list({**stand, **{record_key(t): t for t in new}}.values())
+        if not interrupt.requested() or search_complete(trials, cell.num_trials):
+            searched_cell(i, cell, trials)
 
     searched.sort(key=lambda s: s[0])
     jobs = [job for _, cell, _, best in searched
-            for job in pending_jobs(cell, best, {r.seed for r in finals.get(cell.cell_id, [])})]
-    if jobs and before_finals is not None:
+            for job in pending_jobs(cell, best, finals_done.get(cell.cell_id, set()))]
+    if jobs and before_finals is not None and not interrupt.requested():
         before_finals([final_config(job) for job in jobs])
-    for r in run_finals(jobs, store, where, progress, verbose) if jobs else []:
-        finals.setdefault(r.cell_id, []).append(r)
+    if jobs and not interrupt.requested():
+        for r in run_finals(jobs, store, where, progress, verbose, claim):
+            finals[r.cell_id] = [f for f in finals.get(r.cell_id, []) if f.seed != r.seed] + [r]
+    if interrupt.requested():
+        return [records[c.cell_id] for c in cs if c.cell_id in records]
     for i, cell, trials, best in searched:
         runs = sorted(finals.get(cell.cell_id, []), key=lambda r: r.seed)
         records[cell.cell_id] = store.append([cell_record(cell, trials, best, runs)])[0]

@@ -6,6 +6,7 @@ winner is picked here, and harness/finals.py re-runs it with seeds on the test s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with --verbose
@@ -26,13 +27,18 @@ from harness.data.root import runtime_env_vars, teachers_dir  # noqa: E402
 from harness.core.errors import ConfigError  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
+from harness.study import interrupt  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
-from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, release_train_resources, schedule_timeout_s,
-                                 tune_trial)  # noqa: E402
+from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, checkpoint_after_s, error_message,  # noqa: E402
+                                 is_infrastructure_failure, release_train_resources, schedule_timeout_s, tune_trial)
 
 CONNECT_TIMEOUT_S = 10
+MAX_FAILURES_ENV = "HARNESS_MAX_FAILURES"
+DEFAULT_MAX_FAILURES = 3
+# what Tune says while it stops on our request, in words meant for Tuner.restore users; the run says it instead
+QUIET_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis", "ray.tune.execution.tune_controller")
 
 
 # ---------------------------------------------------------------- Ray start-up and resources
@@ -44,6 +50,8 @@ def init_ray(address: str | None = None, verbose: bool = False) -> bool:
     if not verbose:
         for name in ("ray", "ray.tune", "ray.train"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     if address:
         _check_reachable(address)
     if ray.is_initialized():
@@ -103,10 +111,12 @@ def max_concurrency(resources: Resources, configured: int) -> int | None:
 # ---------------------------------------------------------------- Tuners
 
 _SINKS: dict[str, TrialSink] = {}
+_ENDED: dict[str, set[str]] = {}  # experiment name -> ids of the trials seen ending in this process
 
 
 class TrialCallback(tune.Callback):
-    """Hands each finished or errored trial of experiment `name` to the sink registered for it in this process.
+    """Hands each finished or errored trial of experiment `name` to the sink registered for it in this process,
+    and notes that it ended (`ended_trials`): a Tuner that was stopped leaves the others unfinished.
 
     Tune pickles a Tuner's callbacks into its experiment folder, so the callback holds only the name:
     a restored Tuner (`--resume`) reports to the sink of the process that resumes it.
@@ -116,6 +126,7 @@ class TrialCallback(tune.Callback):
         self.name, self.metric = name, metric
 
     def _send(self, trial: Any, failed: bool) -> None:
+        _ENDED.setdefault(self.name, set()).add(trial.trial_id)
         r = trial.last_result or {}
         status = trial_status(r, failed)
         sink = _SINKS.get(self.name)
@@ -134,18 +145,34 @@ class TrialCallback(tune.Callback):
 def trial_callback(name: str, sink: TrialSink, metric: str) -> TrialCallback:
     """A Tune callback for experiment `name` that reports its trials to `sink` (status ok, stopped_early, ...)."""
     _SINKS[name] = sink
+    _ENDED[name] = set()
     return TrialCallback(name, metric)
 
 
+def ended_trials(name: str) -> set[str]:
+    """Ids of the trials of experiment `name` that ended (finished, stopped by the scheduler, failed) since its
+    callback was made in this process."""
+    return _ENDED.get(name, set())
+
+
 def storage_path(store: RunStore, storage: str | None) -> str:
-    """Where Tune keeps its experiments: --storage-path, else the run folder's tune/."""
-    return storage if storage else str((store.dir / "tune").resolve())
+    """Where Tune keeps this run's experiments: a folder named after the run in --storage-path, else the run
+    folder's tune/ (never a folder another run writes)."""
+    return f"{storage.rstrip('/')}/{store.run_id}" if storage else str((store.dir / "tune").resolve())
+
+
+def max_failures() -> int:
+    """How often Tune retries a trial whose process, actor or node was lost ($HARNESS_MAX_FAILURES)."""
+    return int(os.environ.get(MAX_FAILURES_ENV) or DEFAULT_MAX_FAILURES)
 
 
 def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, metric: str | None, mode: str | None,
                storage: str,
-               callback: Any, verbose: bool, search_alg: Any, scheduler: Any = None, num_samples: int = 1):
-    """A Tuner over `tune_trial`, or the interrupted one of the same name restored from `storage`.
+               callback: Any, verbose: bool, search_alg: Any, scheduler: Any = None, num_samples: int = 1,
+               restore: bool = False):
+    """A Tuner over `tune_trial`, or with `restore` (an experiment this run started before) the interrupted one
+    of the same name restored from `storage`; its unfinished and lost trials run again, from their last
+    checkpoints. An experiment folder that is not this run's is refused, never unpickled.
     `search_alg` carries the limit on trials at once: Tune ignores max_concurrent_trials for a generator
     it is given."""
     multi = resources.workers_per_trial > 1
@@ -153,9 +180,12 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
                                                                  "gpu": resources.gpus_per_trial}
     trainable = tune.with_resources(tune_trial, trial_resources)
     path = f"{storage.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(path):
+    if restore and tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True,
                                   param_space=param_space)
+    if not restore and tune.Tuner.can_restore(path):
+        raise ConfigError(f"{path}: a Tune experiment this run did not start; it is not restored (restoring "
+                          f"unpickles it); remove it or use another --storage-path")
     # reuse_actors: a fresh process per trial re-imports torch (4 one-epoch trials: 28.6 s -> 8.4 s); not for a
     # multi-worker trial, whose function trainable cannot reset its Ray Train run (Tune then stalls)
     return tune.Tuner(
@@ -165,7 +195,8 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
                                     search_alg=search_alg, reuse_actors=not multi,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
-                                  callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0)),
+                                  callbacks=[callback], failure_config=tune.FailureConfig(max_failures=max_failures()),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
 
 
@@ -217,7 +248,8 @@ def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
     """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
     r = cell.resources
     return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage,
-            "teachers": str(teachers_dir()), "schedule_timeout_s": schedule_timeout_s()}
+            "teachers": str(teachers_dir()), "schedule_timeout_s": schedule_timeout_s(),
+            "metric": cell.search.metric, "checkpoint_after_s": checkpoint_after_s()}
 
 
 def cell_fields(cell: Cell) -> dict[str, Any]:
@@ -227,36 +259,56 @@ def cell_fields(cell: Cell) -> dict[str, Any]:
 
 
 def trial_status(last: Mapping[str, Any] | None, failed: bool = False) -> str:
-    """How a trial ended, from its last reported row: error (it raised), diverged (a NaN loss), ok (it reported
-    the run's summary, which only the last epoch does) or stopped_early (the scheduler ended it before that)."""
+    """How a trial ended, from its last reported row: error (it raised, or reported an error), diverged (a NaN
+    loss), ok (it reported the run's summary, which only the last epoch does) or stopped_early (the scheduler
+    ended it before that)."""
     last = last or {}
-    if failed:
+    if failed or last.get("status") == "error":
         return "error"
     if last.get("status") == "diverged":
         return "diverged"
     return "ok" if "summary" in last else "stopped_early"
 
 
-def outcome(result: Any) -> tuple[str, dict[str, Any] | None, str | None]:
-    """(status, the training loop's summary if it reported one, error message) of one Tune result."""
+def outcome(result: Any, ended: bool = True) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(status, the training loop's summary if it reported one, error message) of one Tune result. A trial
+    that did not end (`ended`: its Tuner was stopped first) or failed by a stop is `interrupted`; one that
+    failed because its process, actor or node was lost (after Tune's retries) is `lost`."""
     metrics = result.metrics or {}
-    status = trial_status(metrics, failed=result.error is not None)
+    if result.error is not None:
+        text = f"{type(result.error).__name__}: {result.error}"
+        if "KeyboardInterrupt" in text or "TaskCancelledError" in text:
+            return "interrupted", None, None
+        status = "lost" if is_infrastructure_failure(result.error) else "error"
+        return status, None, error_message(result.error)
+    status = trial_status(metrics)
     if status == "error":
-        return status, None, f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+        return status, None, metrics.get("error")
+    if status == "stopped_early" and not ended:
+        return "interrupted", None, None
     return status, json.loads(metrics["summary"]) if "summary" in metrics else None, None
 
 
-def trial_record(cell: Cell, result: Any, search_seconds: float) -> TrialRecord:
-    """The record of one search trial of `cell` from its Tune result."""
-    status, summary, error = outcome(result)
+def results_with_trials(grid: Any) -> list[tuple[Any, Any]]:
+    """(result, Tune trial) pairs of a ResultGrid: the trial has its id, config and how often it failed."""
+    return list(zip(grid, grid._experiment_analysis.trials))
+
+
+def trial_record(cell: Cell, result: Any, search_seconds: float, trial: Any = None, ended: bool = True
+                 ) -> TrialRecord:
+    """The record of one search trial of `cell` from its Tune result (and Tune's trial, when known)."""
+    status, summary, error = outcome(result, ended)
     metric = cell.search.metric
     m = result.metrics or {}
-    return TrialRecord(**cell_fields(cell), trial_id=m.get("trial_id") or os.path.basename(result.path),
-                       status=status, config={k: v for k, v in result.config.items() if k != RUNNER_KEY},
+    config = result.config if result.config is not None else getattr(trial, "config", {})
+    return TrialRecord(**cell_fields(cell), trial_id=m.get("trial_id") or getattr(trial, "trial_id", None)
+                       or os.path.basename(result.path),
+                       status=status, config={k: v for k, v in config.items() if k != RUNNER_KEY},
                        epochs_completed=m.get("epoch", 0), metric=metric, value=m.get(metric),
                        val=(summary or {}).get("val"), history=_history(result, metric),
                        trial_seconds=m.get("time_total_s", 0.0), cost=(summary or {}).get("cost"), error=error,
-                       search_seconds=search_seconds, finished_at=m.get("timestamp"))
+                       search_seconds=search_seconds, finished_at=m.get("timestamp"),
+                       failures=getattr(trial, "num_failures", 0))
 
 
 def _history(result: Any, metric: str) -> list[dict[str, Any]]:
@@ -269,37 +321,62 @@ def _history(result: Any, metric: str) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- one cell's search
 
-def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False) -> list[TrialRecord]:
-    """Search one cell with its own Tuner on the validation split; returns its trial records (not yet stored)."""
+def search_name(cell: Cell) -> str:
+    """The name of a cell's Tune experiment (a folder under the run's storage path)."""
+    return f"search-{cell.cell_id}"
+
+
+Claim = Callable[[str], tuple[str, bool]]  # a Tuner's base name -> (this run's experiment name, whether to restore it)
+
+
+def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
+               experiment: tuple[str, bool] | None = None) -> list[TrialRecord]:
+    """Search one cell with its own Tuner on the validation split, in `experiment` (name, and whether to restore
+    and continue this run's earlier search of it); returns its trial records (not yet stored), those a stop left
+    unfinished `interrupted`."""
     metric = cell.search.metric
     concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
     space, scheduler, search_alg = search_parts(cell, concurrency)
     t0 = time.time()
-    name = f"search-{cell.cell_id}"
-    grid = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
-                      cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
-                      verbose, search_alg, scheduler, cell.search.num_samples).fit()
+    name, restore = experiment or (search_name(cell), False)
+    tuner = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
+                       cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
+                       verbose, search_alg, scheduler, cell.search.num_samples, restore)
+    with interrupt.tune_running():
+        grid = tuner.fit()
     search_seconds = time.time() - t0
-    return [trial_record(cell, result, search_seconds) for result in grid]
+    ended = ended_trials(name)
+    return [trial_record(cell, result, search_seconds, trial, trial.trial_id in ended)
+            for result, trial in results_with_trials(grid)]
 
 
 class CellSearcher:
     """A Ray actor that runs cells' Tuners one after another. Several of them let cells search at once:
-    Tune's driver side is not thread-safe, so each concurrent Tuner needs a process of its own."""
+    Tune's driver side is not thread-safe, so each concurrent Tuner needs a process of its own. The driver
+    passes a stop on as SIGUSR1, which a running Tuner takes as its own stop request."""
 
     def __init__(self, events: Any) -> None:
         self.events = events
+        interrupt.ignore_stop_requests()
 
-    def search(self, index: int, cell: Cell, storage: str, verbose: bool) -> list[TrialRecord]:
+    def pid(self) -> int:
+        return os.getpid()
+
+    def search(self, index: int, cell: Cell, storage: str, verbose: bool,
+               experiment: tuple[str, bool]) -> list[TrialRecord]:
         def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
             self.events.put((index, status, value, seconds))
 
-        return search_one(cell, storage, sink, verbose)
+        return search_one(cell, storage, sink, verbose, experiment)
 
 
 def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
-                 parallel: int = 2) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
+                 parallel: int = 2, claim: Claim = lambda name: (name, False)
+                 ) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
     """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
+    `claim(name)` is asked before each cell's Tuner starts: it records the experiment as this run's, under a
+    name no other run uses, and says whether the run started it before (then it is restored). After a stop no
+    further cell starts.
 
     Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
     its trials compete for the cluster like any others, so one cell's start-up and tail fill with another's trials.
@@ -319,7 +396,10 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
 
     if min(parallel, len(todo)) <= 1:  # one at a time: the Tuner runs here, no actor to start
         for i, cell in todo:
-            yield i, cell, search_one(cell, storage, lambda _c, *rest, i=i: report(i, *rest), verbose)
+            if interrupt.requested():
+                return
+            yield i, cell, search_one(cell, storage, lambda _c, *rest, i=i: report(i, *rest), verbose,
+                                      claim(search_name(cell)))
         return
     events = Queue(actor_options={"num_cpus": 0})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -327,6 +407,10 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
     free = [actor.options(scheduling_strategy=here).remote(events) for _ in range(min(parallel, len(todo)))]
     searchers = list(free)
     waiting, running = list(todo), {}
+    stack = contextlib.ExitStack()
+    stack.enter_context(interrupt.tune_running())
+    for pid in ray.get([s.pid.remote() for s in searchers]):
+        stack.enter_context(interrupt.forward_to(pid))
 
     def drain() -> None:
         while True:
@@ -337,10 +421,13 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
 
     try:
         while waiting or running:
+            if interrupt.requested():
+                waiting.clear()
             while waiting and free:
                 i, cell = waiting.pop(0)
                 searcher = free.pop()
-                running[searcher.search.remote(i, cell, storage, verbose)] = (i, cell, searcher)
+                running[searcher.search.remote(i, cell, storage, verbose, claim(search_name(cell)))] = (i, cell,
+                                                                                                      searcher)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
             drain()
             for ref in ready:
@@ -353,6 +440,7 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
                 drain()
                 yield i, cell, trials
     finally:
+        stack.close()
         for searcher in searchers:
             ray.kill(searcher)
         ray.kill(events.actor)
@@ -372,7 +460,7 @@ def cell_record(cell: Cell, trials: list[TrialRecord], best: TrialRecord | None,
     searched = dict(
         **cell_fields(cell), metric=cell.search.metric, mode=cell.search.mode, trials=len(trials),
         trials_completed=counts["ok"], trials_stopped_early=counts["stopped_early"],
-        trials_errored=counts["error"], trials_diverged=counts["diverged"],
+        trials_errored=counts["error"], trials_diverged=counts["diverged"], trials_lost=counts["lost"],
         trial_seconds=sum(t.trial_seconds or 0.0 for t in trials),
         gpus_per_trial=cell.resources.gpus_per_trial * cell.resources.workers_per_trial,
         search_seconds=trials[0].search_seconds if trials else 0.0,

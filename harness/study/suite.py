@@ -17,6 +17,7 @@ from harness.core.yamlio import read_yaml
 from harness.data.registry import DATASETS, headline_metric, parse_spec
 from harness.methods import METHODS
 from harness.models.backbones import BACKBONES
+from harness.models.checkpoints import checkpoint_identity
 from harness.results.records import target_label
 from harness.study.spaces import Dist, method_space, parse_space, resolve_stages, space_to_data, spaces_dir, trial_count
 
@@ -176,9 +177,9 @@ class Cell:
     @property
     def cell_id(self) -> str:
         """Hash of everything that decides the cell's outcome: the same id never needs to run twice."""
-        weights = self.weights  # a checkpoint by file name (harness sources carry their hash in it), not by folder,
-        if weights.startswith("checkpoint:"):  # so that runs on machines with other paths merge
-            weights = "checkpoint:" + Path(weights[len("checkpoint:"):]).name
+        weights = self.weights  # a checkpoint by content, not by folder: runs on machines with other paths merge
+        if weights.startswith("checkpoint:"):
+            weights = "checkpoint:" + checkpoint_identity(weights[len("checkpoint:"):])
         return config_hash({**self.constants, "weights": weights, "space": space_to_data(self.space),
                             "search": _outcome_fields(self.search), "resources": dataclasses.asdict(self.resources),
                             "final_seeds": self.final_seeds, "final_vary": sorted(self.final_vary)})

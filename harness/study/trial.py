@@ -4,7 +4,10 @@ the workers of a Ray Train `TorchTrainer` (DDP) when a trial has more than one w
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 from harness.train.loop import Hooks, train_loop
@@ -16,20 +19,31 @@ RUNNER_KEY = "_runner"
 TRIAL_FUNCTION_CPU = 0.01  # what a multi-worker trial's own function holds; its workers' share is reduced by it
 SCHEDULE_TIMEOUT_ENV = "HARNESS_SCHEDULE_TIMEOUT_S"
 DEFAULT_SCHEDULE_TIMEOUT_S = 600.0
+CHECKPOINT_AFTER_ENV = "HARNESS_CHECKPOINT_AFTER_S"
+DEFAULT_CHECKPOINT_AFTER_S = 60.0
 START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 JOB_KEY = "_job"
 CELL_KEY = "_cell"  # a packed final run names its cell
+STATE_FILE = "state.pt"
+# what Ray raises when a process, an actor or a node is gone: Tune retries such a trial (FailureConfig)
+INFRASTRUCTURE_ERRORS = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError",
+                         "NodeDiedError", "LocalRayletDiedError", "OwnerDiedError", "ObjectLostError",
+                         "RaySystemError", "PreemptionError", "ActorUnschedulableError")
 
 
 class _DeferLast:
-    """Forward per-epoch rows at once; hold the last one so it can carry the run's summary."""
+    """Forward per-epoch rows at once; hold the last one so it can carry the run's summary. Every row carries
+    the searched `metric` (NaN where the loop had none), so Tune never refuses a row."""
 
-    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
-        self.send, self.last = send, None
+    def __init__(self, send: Callable[[dict[str, Any]], None], metric: str = "") -> None:
+        self.send, self.last, self.metric = send, None, metric
+
+    def _full(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {self.metric: math.nan, **row} if self.metric else row
 
     def __call__(self, row: dict[str, Any]) -> None:
         if row.get("status") == "running":
-            self.send(row)
+            self.send(self._full(row))
         else:
             self.last = row
 
@@ -37,7 +51,71 @@ class _DeferLast:
         row = dict(self.last or {"epoch": 0, "status": summary["status"], "val_accuracy": float("nan")})
         row.update({f"test_{k}": v for k, v in (summary.get("test") or {}).items() if isinstance(v, (int, float))})
         row["summary"] = dumps(summary)
-        self.send(row)
+        self.send(self._full(row))
+
+    def fail(self, error: BaseException) -> None:
+        """Report a deterministic error as the trial's last row: it ends once, and is not retried."""
+        epoch = (self.last or {}).get("epoch", 0)
+        self.send(self._full({"epoch": epoch, "status": "error", "error": error_message(error)}))
+
+
+def error_message(error: BaseException) -> str:
+    """`Type: last line of the message` of an error (at most 300 characters of it)."""
+    lines = str(error).strip().splitlines() or [""]
+    return f"{type(error).__name__}: {lines[-1][:300]}"
+
+
+def is_infrastructure_failure(error: BaseException) -> bool:
+    """Whether `error` (or what caused it, or a failed Ray Train worker's error) is a lost process, actor or
+    node rather than an error of the trial's own code."""
+    seen, todo = set(), [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if any(c.__name__ in INFRASTRUCTURE_ERRORS for c in type(e).__mro__):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "controller_failure", None),
+                 *getattr(e, "worker_failures", {}).values()]
+    return False
+
+
+class TuneCheckpoints:
+    """A trial's mid-run state kept as Tune checkpoints: saved with the epoch's report once the trial has run
+    `after_s` seconds, found again when Tune restarts the trial (a retry after a lost process, or a resume)."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s, self.pending = after_s, None
+
+    def load(self) -> dict[str, Any] | None:
+        import torch
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as d:
+            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+
+    def due(self, elapsed: float) -> bool:
+        return elapsed >= self.after_s
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.pending = state
+
+    def report(self, row: dict[str, Any]) -> None:
+        """tune.report the row, with the state saved since the last report as its checkpoint."""
+        import torch
+        from ray import tune
+
+        state, self.pending = self.pending, None
+        if state is None:
+            tune.report(row)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / STATE_FILE)
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def unpack(config: dict[str, Any]) -> dict[str, Any]:
@@ -46,22 +124,36 @@ def unpack(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def tune_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one TrialConfig, in this process or over a TorchTrainer's workers."""
+    """Ray Tune function trainable: one TrialConfig, in this process or over a TorchTrainer's workers.
+    A deterministic error is reported as the trial's last row (status error); a lost process, actor or node
+    is raised, so that Tune retries the trial."""
     from ray import tune
 
     config = unpack(config)
     runner = config.pop(RUNNER_KEY)
     config.pop(CELL_KEY, None)
-    trial_config = TrialConfig.from_dict(config)
-    use_teachers_dir(runner.get("teachers"))
-    if runner["workers"] <= 1:
-        import torch
+    checkpoints = TuneCheckpoints(runner.get("checkpoint_after_s", DEFAULT_CHECKPOINT_AFTER_S))
+    reporter = _DeferLast(checkpoints.report, runner.get("metric", ""))
+    try:
+        trial_config = TrialConfig.from_dict(config)
+        use_teachers_dir(runner.get("teachers"))
+        if runner["workers"] <= 1:
+            import torch
 
-        torch.set_num_threads(max(1, int(runner["cpus"])))
-        reporter = _DeferLast(tune.report)
-        reporter.finish(train_loop(trial_config, reporter=reporter, validate_every_epoch=not runner.get("final")))
-        return
-    _fit_torch_trainer(trial_config, runner, tune.get_context().get_trial_id())
+            torch.set_num_threads(max(1, int(runner["cpus"])))
+            reporter.finish(train_loop(trial_config, reporter=reporter, validate_every_epoch=not runner.get("final"),
+                                       checkpoints=checkpoints))
+            return
+        _fit_torch_trainer(trial_config, runner, tune.get_context().get_trial_id())
+    except Exception as e:  # noqa: BLE001 - a lost process is re-raised; every other error is the trial's outcome
+        if is_infrastructure_failure(e):
+            raise
+        reporter.fail(e)
+
+
+def checkpoint_after_s() -> float:
+    """How long a single-worker trial runs before it checkpoints after every epoch ($HARNESS_CHECKPOINT_AFTER_S)."""
+    return float(os.environ.get(CHECKPOINT_AFTER_ENV) or DEFAULT_CHECKPOINT_AFTER_S)
 
 
 def worker_resources(runner: dict[str, Any]) -> dict[str, float]:
@@ -87,7 +179,7 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"], "final": runner.get("final", False),
-                           "teachers": runner.get("teachers")},
+                           "teachers": runner.get("teachers"), "metric": runner.get("metric", "")},
         scaling_config=ray.train.ScalingConfig(num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend=torch_backend(runner["gpus"])),
@@ -200,6 +292,6 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
     use_teachers_dir(loop_config.get("teachers"))
     hooks = worker_hooks()
-    reporter = _DeferLast(lambda row: ray.train.report(row))
+    reporter = _DeferLast(lambda row: ray.train.report(row), loop_config.get("metric", ""))
     reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks,
                                validate_every_epoch=not loop_config["final"]))

@@ -32,7 +32,8 @@ class Task:
     loss; `collate` a DataLoader's batch collation (None: PyTorch's default); `gather(predict, split)` a
     split's (outputs, targets) for `metrics(outputs, targets, num_classes)`. `headlines` are the metrics a
     dataset may name as its headline (`DatasetBundle.metric`); `shown` are those on the per-epoch progress
-    line, the first of which a diverged epoch reports as NaN.
+    line; `scalars` every scalar metric `metrics` may return (a diverged epoch reports each as NaN, so a
+    search on any of them sees a value).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Task:
     shown: tuple[str, ...]
     gather: Callable[[Predict, AnySplit], tuple[Any, Any]] = outputs_and_labels
     collate: Callable[[list[Any]], Any] | None = None
+    scalars: tuple[str, ...] = ()
 
     def headline(self, bundle: DatasetBundle) -> str:
         """The bundle's headline metric, checked to be one this task computes."""

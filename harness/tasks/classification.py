@@ -66,4 +66,5 @@ CLASSIFICATION = register(Task(
     "classification", "one label per image: linear head, cross-entropy, accuracy, macro-F1, ROC AUC, NLL, ECE",
     head=linear_head, criterion=cross_entropy, metrics=classification_metrics,
     headlines=("accuracy", "balanced_accuracy", "top5_accuracy", "macro_f1", "roc_auc"),
-    shown=("accuracy", "nll")))
+    shown=("accuracy", "nll"),
+    scalars=("accuracy", "balanced_accuracy", "top5_accuracy", "macro_f1", "roc_auc", "nll", "ece")))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -51,6 +51,20 @@ class Hooks:
     world_size: int = 1
     rank: int = 0
     sync_buffers: Callable[[nn.Module], None] = lambda m: None
+
+
+class Checkpoints(Protocol):
+    """Where a run keeps its state between epochs, so that a run restarted after its process died continues
+    from its last saved epoch (in a Ray Tune trial: the trial's checkpoints)."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The state to continue from (`training_state`), or None to start afresh."""
+
+    def due(self, elapsed: float) -> bool:
+        """Whether to save after an epoch, `elapsed` seconds into the run."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep `state`; it goes with the epoch's report, which follows."""
 
 
 @dataclass
@@ -213,7 +227,8 @@ def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: to
 
 def train_epoch(p: Prepared, epoch: int) -> EpochResult:
     """One pass over the training batches: per batch the objective's loss plus its weight penalties, one
-    optimiser step and one schedule step; stops at the first non-finite loss."""
+    optimiser step and one schedule step; stops at the first non-finite loss, and a pass that leaves non-finite
+    weights has diverged too."""
     if hasattr(p.loader, "sampler") and hasattr(p.loader.sampler, "set_epoch"):
         p.loader.sampler.set_epoch(epoch)
     p.net.train()
@@ -238,7 +253,9 @@ def train_epoch(p: Prepared, epoch: int) -> EpochResult:
         loss_sum += loss.item()
         batches += 1
         images += len(y) * p.hooks.world_size
-    return EpochResult(loss_sum / max(1, batches), images, time.perf_counter() - start, diverged=False)
+    finite = all(bool(torch.isfinite(w).all()) for w in p.trained.parameters())  # the last step may have blown up
+    return EpochResult(loss_sum / max(1, batches) if finite else float("nan"), images, time.perf_counter() - start,
+                       diverged=not finite)
 
 
 def evaluate(p: Prepared, split: str) -> dict[str, Any]:
@@ -292,40 +309,85 @@ def _plain(meta: dict[str, Any]) -> dict[str, Any]:
 
 def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | None = None,
         log: Callable[[str], None] | None = None, cache_features: bool = True,
-        validate_every_epoch: bool = True) -> FitResult:
+        validate_every_epoch: bool = True, checkpoints: Checkpoints | None = None) -> FitResult:
     """Train one configuration; report validation metrics every epoch; evaluate test only when asked.
 
     With the whole backbone frozen and no augmentation or batch mixing, features are computed once per split
     and only the head trains on them (`cache_features=False` turns that off; results are the same).
     `validate_every_epoch=False` validates (and reports) after the last epoch only: a final run needs no
-    curve for a scheduler to act on, and on small data validation costs more than training. A run that trains on
-    the validation split (`train_on_val`) is never scored on it: its record carries no in-sample "val" score."""
+    curve for a scheduler to act on, and on small data validation costs more than training. With `checkpoints`
+    the run saves its state after the epochs they say are due and continues from the one they hold. A run that
+    trains on the validation split (`train_on_val`) is never scored on it: its record carries no in-sample "val"
+    score."""
     cost = CostMeter()
     p = prepare(config, hooks, log, cache_features)
     status, epochs_completed, val, history = "ok", 0, {}, []
+    saved = checkpoints.load() if checkpoints else None
+    if saved is not None:
+        epochs_completed, val, history = restore_state(p, cost, saved)
     validates = not config.train_on_val
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(epochs_completed + 1, config.epochs + 1):
         result = train_epoch(p, epoch)
         cost.add(result.seconds, result.images)
         if result.diverged:
             status = "diverged"
-            history.append(diverged_row(p, epoch))
+            history.append(diverged_row(p, epoch, val))
             if reporter:
                 reporter(history[-1])
             break
         epochs_completed = epoch
-        if epoch < config.epochs and not validate_every_epoch:
-            continue
-        val = evaluate(p, "val") if validates else {}
-        history.append(epoch_row(p, epoch, result, val, cost.elapsed()))
-        if log:
-            log(progress_line(p, history[-1]))
-        if reporter:
-            reporter(history[-1])
+        last, row = epoch == config.epochs, None
+        if last or validate_every_epoch:
+            val = evaluate(p, "val") if validates else {}
+            row = epoch_row(p, epoch, result, val, cost.elapsed())
+            history.append(row)
+            if log:
+                log(progress_line(p, row))
+        if checkpoints and not last and checkpoints.due(cost.elapsed()):
+            checkpoints.save(training_state(p, epoch, val, history, cost))
+            row = row or {"epoch": epoch, "status": "running", "train_loss": result.train_loss}
+        if reporter and row:
+            reporter(row)
 
     test = evaluate(p, "test") if config.evaluate_test and status == "ok" else None
     return FitResult(summarise(p, status, epochs_completed, val if validates else None, test, history, cost),
                      p.model)
+
+
+def training_state(p: Prepared, epoch: int, val: dict[str, Any], history: list[dict[str, Any]],
+                   cost: CostMeter) -> dict[str, Any]:
+    """Everything the epochs after `epoch` depend on: network, optimiser, schedule, loss scaler, random streams,
+    the curve so far and the training cost spent."""
+    generator = getattr(p.loader, "generator", None)
+    return {"epoch": epoch, "val": val, "history": history, "model": p.model.state_dict(),
+            "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
+            "scaler": p.scaler.state_dict(), "train_seconds": cost.train_seconds, "images": cost.images,
+            "torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state() if generator else None,
+            "numpy_rng": _numpy_rng(), "python_rng": random.getstate()}
+
+
+def _numpy_rng() -> tuple[Any, ...]:
+    """NumPy's random state in plain types (a state file then loads with torch.load(weights_only=True))."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return name, key.tolist(), pos, has_gauss, gauss
+
+
+def restore_state(p: Prepared, cost: CostMeter, state: dict[str, Any]) -> tuple[int, dict[str, Any],
+                                                                                  list[dict[str, Any]]]:
+    """Put a prepared run where `training_state` left it; returns (epochs completed, last validation, curve)."""
+    p.model.load_state_dict(state["model"])
+    p.optimizer.load_state_dict(state["optimizer"])
+    p.scheduler.load_state_dict(state["scheduler"])
+    p.scaler.load_state_dict(state["scaler"])
+    cost.add(state["train_seconds"], state["images"])
+    torch.set_rng_state(state["torch_rng"])
+    generator = getattr(p.loader, "generator", None)
+    if generator is not None and state["loader_rng"] is not None:
+        generator.set_state(state["loader_rng"])
+    name, key, pos, has_gauss, gauss = state["numpy_rng"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python_rng"])
+    return state["epoch"], state["val"], list(state["history"])
 
 
 def epoch_row(p: Prepared, epoch: int, result: EpochResult, val: dict[str, Any], elapsed: float) -> dict[str, Any]:
@@ -336,9 +398,13 @@ def epoch_row(p: Prepared, epoch: int, result: EpochResult, val: dict[str, Any],
             "elapsed_s": elapsed}
 
 
-def diverged_row(p: Prepared, epoch: int) -> dict[str, Any]:
-    """What a diverged epoch reports: NaN loss and NaN for the task's first shown metric."""
-    return {"epoch": epoch, "status": "diverged", "train_loss": float("nan"), f"val_{p.task.shown[0]}": float("nan")}
+def diverged_row(p: Prepared, epoch: int, val: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a diverged epoch reports: NaN loss and NaN for every scalar metric the task reports (and any the
+    last validation had), so a search on any of them sees the epoch."""
+    names = dict.fromkeys((*p.task.scalars, *p.task.headlines, *p.task.shown,
+                           *(k for k, v in (val or {}).items() if not isinstance(v, list))))
+    return {"epoch": epoch, "status": "diverged", "train_loss": float("nan"),
+            **{f"val_{k}": float("nan") for k in names}}
 
 
 def progress_line(p: Prepared, row: dict[str, Any]) -> str:
@@ -349,6 +415,8 @@ def progress_line(p: Prepared, row: dict[str, Any]) -> str:
 
 
 def train_loop(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | None = None,
-               log: Callable[[str], None] | None = None, validate_every_epoch: bool = True) -> dict[str, Any]:
+               log: Callable[[str], None] | None = None, validate_every_epoch: bool = True,
+               checkpoints: Checkpoints | None = None) -> dict[str, Any]:
     """Train and evaluate one configuration; return its JSON-serialisable summary."""
-    return fit(config, reporter, hooks, log, validate_every_epoch=validate_every_epoch).summary
+    return fit(config, reporter, hooks, log, validate_every_epoch=validate_every_epoch,
+               checkpoints=checkpoints).summary
