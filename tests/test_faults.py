@@ -164,7 +164,7 @@ def test_stopped_and_killed_runs_resume_to_what_an_uninterrupted_run_records(ray
 
     # a tuner.pkl planted where this run's finals will keep their experiment is refused, never unpickled
     (cell_id,) = {r.cell_id for r in RunStore(run_dir).records(TrialRecord)}
-    finals = "final-" + hashlib.sha1(f"{cell_id}:0,{cell_id}:1".encode()).hexdigest()[:12] + f"-{facts['run_key']}"
+    finals = "final-" + hashlib.sha1(f"{cell_id}:1,{cell_id}:2".encode()).hexdigest()[:12] + f"-{facts['run_key']}"
     planted = storage / run_dir.name / finals
     planted.mkdir(parents=True)
     marker = tmp_path / "unpickled"
@@ -206,7 +206,7 @@ def test_stopped_and_killed_runs_resume_to_what_an_uninterrupted_run_records(ray
     for store in (resumed, straight):
         (cell,) = store.records(CellRecord)
         assert cell.cell_id == cell_id and cell.status == "ok" and cell.trials == 2 and cell.finals == 2
-        assert sorted(f.seed for f in store.records(FinalRecord) if f.status == "ok") == [0, 1]
+        assert sorted(f.seed for f in store.records(FinalRecord) if f.status == "ok") == [1, 2]
     trials = lambda s: sorted((t.trial_id[-5:], t.value, json.dumps(t.config)) for t in s.records(TrialRecord))  # noqa: E731
     assert trials(resumed) == trials(straight)
     done = [record_key(r) for r in resumed.all_records()

@@ -117,16 +117,17 @@ def test_interrupted_trials_and_failed_finals_are_never_done(tmp_path):
     ident = dict(cell_id=cell.cell_id, dataset="digits:0-4", samples_per_class=0, method="scratch",
                  backbone="resnet8", weights="none")
     finals = {j.seed: j.job_id for j in plan.of_kind("final")}
+    s0, s1 = cell.final_seed_list
     store = RunStore(tmp_path / "run")
     store.append([TrialRecord(**ident, trial_id="t0", status="ok"),
                   TrialRecord(**ident, trial_id="t1", status="interrupted")])
     assert done_jobs(plan, store.records()) == set()  # a search with an interrupted trial is not done
     store.append([TrialRecord(**ident, trial_id="t1", status="error"),  # the resumed search: it ended
-                  FinalRecord(**ident, seed=0, status="interrupted"), FinalRecord(**ident, seed=1, status="lost")])
+                  FinalRecord(**ident, seed=s0, status="interrupted"), FinalRecord(**ident, seed=s1, status="lost")])
     assert done_jobs(plan, store.records()) == {cell.cell_id}
-    store.append([FinalRecord(**ident, seed=0, status="ok"), FinalRecord(**ident, seed=1, status="diverged"),
+    store.append([FinalRecord(**ident, seed=s0, status="ok"), FinalRecord(**ident, seed=s1, status="diverged"),
                   CellRecord(**ident, status="ok", finals=2)])
-    assert done_jobs(plan, store.records()) == {cell.cell_id, finals[0], finals[1]}  # a diverged seed is not re-run
+    assert done_jobs(plan, store.records()) == {cell.cell_id, finals[s0], finals[s1]}  # a diverged seed is not re-run
     assert [(r.kind, r.status) for r in store.records()] == [("trial", "ok"), ("trial", "error"), ("final", "ok"),
                                                               ("final", "diverged"), ("cell", "ok")]
     assert len(store.all_records()) == 8

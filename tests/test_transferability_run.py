@@ -22,7 +22,7 @@ def suite_data(**extra):
             "methods": ["linear_probe"],
             "backbones": [{"name": "resnet8", "weights": "source:src"}, {"name": "resnet8", "weights": "none"}],
             "sources": {"src": {"dataset": "digits:0-4", "backbone": "resnet8", "epochs": 1}},
-            "search": {"num_samples": 1, "scheduler": "fifo"}, "final_seeds": 1, "overrides": {"epochs": 1}}
+            "search": {"num_samples": 1, "scheduler": "fifo"}, "final_seeds": 1, "overrides": {"epochs": 3, "lr": 0.1}}
     data.update(extra)
     return data
 
