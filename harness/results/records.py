@@ -96,8 +96,22 @@ class CellFields(Record):
         return target_label(self.dataset, self.samples_per_class)
 
 
+class _Run:
+    """What a search trial and a final run share beyond their fields: a checked status and their seeds."""
+
+    config: dict[str, Any] | None
+    status: str
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        return seeds_of(self.config)
+
+    def __post_init__(self) -> None:
+        _check(self.status, TRIAL_STATUSES, "status")
+
+
 @dataclass(frozen=True, kw_only=True)
-class TrialRecord(CellFields):
+class TrialRecord(_Run, CellFields):
     """One search trial: its sampled config, how it ended, its validation score and curve, its cost;
     `failures`: how often its process was lost and the trial retried."""
 
@@ -117,16 +131,9 @@ class TrialRecord(CellFields):
     finished_at: float | None = None
     failures: int = 0
 
-    @property
-    def seeds(self) -> dict[str, int]:
-        return seeds_of(self.config)
-
-    def __post_init__(self) -> None:
-        _check(self.status, TRIAL_STATUSES, "status")
-
 
 @dataclass(frozen=True, kw_only=True)
-class FinalRecord(CellFields):
+class FinalRecord(_Run, CellFields):
     """One seeded final run of a cell's winning config, scored once on test. The fields after `trial_seconds`
     are the training loop's summary; a run that failed has none of them."""
 
@@ -144,13 +151,6 @@ class FinalRecord(CellFields):
     data: dict[str, Any] | None = None
     epochs_completed: int = 0
     failures: int = 0
-
-    @property
-    def seeds(self) -> dict[str, int]:
-        return seeds_of(self.config)
-
-    def __post_init__(self) -> None:
-        _check(self.status, TRIAL_STATUSES, "status")
 
 
 @dataclass(frozen=True, kw_only=True)
