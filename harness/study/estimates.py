@@ -49,9 +49,10 @@ def parse_candidate(entry: str, backbone: str | None) -> Candidate:
 
 
 def score(candidate: Candidate, dataset: str, samples_per_class: int = 0, split_seed: int = 0,
-          estimators: list[str] | None = None, job: str = "") -> EstimateRecord:
+          estimators: list[str] | None = None, job: str = "", subset_seed: int = 0) -> EstimateRecord:
     """Every estimator's score of one candidate for the target's training split (the test split stays sealed)."""
-    config = feature_config(dataset, candidate.backbone, candidate.weights, samples_per_class, split_seed=split_seed)
+    config = feature_config(dataset, candidate.backbone, candidate.weights, samples_per_class, split_seed=split_seed,
+                            subset_seed=subset_seed)
     s = score_candidate(config, estimators)
     return EstimateRecord(job=job, label=candidate.label, dataset=dataset, samples_per_class=samples_per_class,
                           backbone=candidate.backbone, weights=candidate.weights, status="ok", scores=s.scores,
@@ -88,7 +89,8 @@ def run_estimates(jobs: list[EstimateJob], store: RunStore, log: Log) -> list[Es
         t0 = time.time()
         candidate = Candidate(job.candidate, job.backbone, job.weights)
         try:
-            record = score(candidate, job.dataset, job.samples_per_class, job=job.job_id)
+            record = score(candidate, job.dataset, job.samples_per_class, job.split_seed, job=job.job_id,
+                           subset_seed=job.subset_seed)
         except Exception as e:  # noqa: BLE001 - a failed estimate must not stop the benchmark
             line = traceback.format_exception_only(e)[-1].strip()
             record = EstimateRecord(job=job.job_id, label=job.candidate, dataset=job.dataset,

@@ -60,6 +60,8 @@ class EstimateJob(Job):
     backbone: str = ""
     weights: str = ""
     candidate: str = ""
+    split_seed: int = 0  # the search trials' seeds: the estimates see the data the search sees
+    subset_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -197,13 +199,16 @@ def estimate_jobs(cs: list[Cell], source_ids: dict[str, str], resolved: dict[str
         if METHODS.get(c.method).pretrained == "forbidden":
             continue
         d = c.dataset
+        seeds = {"split_seed": c.seeds.split, "subset_seed": c.seeds.subset}
         job_id = config_hash({"estimate": 1, "dataset": d.name, "samples_per_class": d.samples_per_class,
-                              "backbone": c.backbone.name, "weights": _weights(c.weights)})
+                              "backbone": c.backbone.name, "weights": _weights(c.weights),
+                              **{k: v for k, v in seeds.items() if v}})
         candidate = keys.get(c.weights, _weights(c.weights))
         needs = tuple(source_ids[w] for w in [c.weights] if w in source_ids)
         label = f"estimate {d.label} · {c.backbone.name} · {candidate}"
         out.setdefault(job_id, EstimateJob("estimate", job_id, label, needs, dataset=d.name, samples_per_class=d.samples_per_class,
-                                           backbone=c.backbone.name, weights=c.weights, candidate=candidate))
+                                           backbone=c.backbone.name, weights=c.weights, candidate=candidate,
+                                           **seeds))
     return list(out.values())
 
 

@@ -21,12 +21,13 @@ from harness.train.loop import amp_dtype, check_names, pick_device, seed_everyth
 
 
 def feature_config(dataset: str, backbone: str, weights: str, samples_per_class: int = 0, seed: int = 0,
-                   split_seed: int = 0) -> TrialConfig:
+                   split_seed: int = 0, subset_seed: int = 0) -> TrialConfig:
     """The linear probe's configuration on the target (no augmentation, test not scored), whose cached training
-    features the estimators read; `seed` draws the few-shot subset as the search's trials do."""
+    features the estimators read; the seeds are the search trials', so the few-shot subset is theirs."""
     return TrialConfig.from_dict({"dataset": dataset, "backbone": backbone, "weights": weights,
                                   "method": "linear_probe", "augment": "none", "samples_per_class": samples_per_class,
-                                  "seed": seed, "split_seed": split_seed, "evaluate_test": False})
+                                  "seed": seed, "split_seed": split_seed, "subset_seed": subset_seed,
+                                  "evaluate_test": False})
 
 
 @dataclass
