@@ -128,10 +128,8 @@ def _number(v: float | None) -> float:
 def data_seeds(final: FinalRecord, samples_per_class: int) -> tuple[int, int | None]:
     """The seeds that decide a final run's data: (split_seed, subset_seed). Records written before
     `subset_seed` existed drew the few-shot subset with `seed`; without a few-shot subset it decides nothing."""
-    config = final.config or {}
-    seed = config.get("seed", final.seed)
-    subset = config.get("subset_seed", seed) if samples_per_class else None
-    return int(config.get("split_seed", 0)), subset
+    seeds = final.seeds
+    return int(seeds["split_seed"]), seeds["subset_seed"] if samples_per_class else None
 
 
 def entry_labels(df: pd.DataFrame) -> list[str]:

@@ -40,12 +40,12 @@ def target_label(dataset: str, samples_per_class: int) -> str:
     return f"{dataset}@{samples_per_class}/class" if samples_per_class else dataset
 
 
-def seeds_of(config: Mapping[str, Any] | None) -> dict[str, int]:
-    """A run's seeds (initialisation and data order, few-shot subset, split) from its config. Records written
-    before the subset had its own seed drew it with `seed`."""
+def seeds_of(config: Mapping[str, Any] | None, seed: int = 0) -> dict[str, int]:
+    """A run's seeds (initialisation and data order, few-shot subset, split) from its config (`seed` where the
+    config has none). Records written before the subset had its own seed drew it with `seed`."""
     config = config or {}
-    return {"seed": config.get("seed", 0), "subset_seed": config.get("subset_seed", config.get("seed", 0)),
-            "split_seed": config.get("split_seed", 0)}
+    seed = config.get("seed", seed)
+    return {"seed": seed, "subset_seed": config.get("subset_seed", seed), "split_seed": config.get("split_seed", 0)}
 
 
 def weights_label(weights: str) -> str:
@@ -104,7 +104,7 @@ class _Run:
 
     @property
     def seeds(self) -> dict[str, int]:
-        return seeds_of(self.config)
+        return seeds_of(self.config, getattr(self, "seed", 0))
 
     def __post_init__(self) -> None:
         _check(self.status, TRIAL_STATUSES, "status")

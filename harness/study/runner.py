@@ -27,6 +27,7 @@ from harness.core.yamlio import read_yaml
 from harness.results.records import (FINAL_DONE, TRIAL_DONE, CellRecord, FinalRecord, SourceRecord, TrialRecord,
                                      record_key, target_label)
 from harness.results.store import RunStore
+from harness.data.registry import headline_metric
 from harness.data.root import data_root, teachers_dir_default, use_data_root
 from harness.methods.base import Preparation
 from harness.study import interrupt
@@ -426,7 +427,7 @@ def _summary(record: CellRecord, cell: Cell, runs: list[FinalRecord]) -> str:
     from harness.results.stats import mean_confidence_interval
     from harness.study.search import describe
 
-    headline = next((f.data["metric"] for f in runs if f.test and (f.data or {}).get("metric")), "accuracy")
+    headline = headline_metric(cell.dataset.name)
     tests = [f.test[headline] for f in runs if f.test]
     mean, half = mean_confidence_interval(tests)
     ci = "" if math.isnan(half) else f" ± {half:.4f}"

@@ -265,19 +265,20 @@ def suite_from_dict(data: dict[str, Any], where: str, default_name: str = "suite
         sources={k: _build(SourceSpec, v, f"{where}: sources.{k}") for k, v in (data.get("sources") or {}).items()},
         search=_build(SearchBudget, data.get("search") or {}, f"{where}: search"),
         resources=_build(Resources, data.get("resources") or {}, f"{where}: resources"),
-        final_seeds=_final_seeds(data.get("final_seeds", 3), where),
+        final_seeds=_coerced("final_seeds", int, data.get("final_seeds", 3), where),
         final_vary=_final_vary(data.get("final_vary", ["init"]), where),
         seeds=_build(SeedPolicy, data.get("seeds") or {}, f"{where}: seeds"),
         overrides=dict(data.get("overrides") or {}),
-        estimate=_estimate(data.get("estimate", False), where),
+        estimate=_coerced("estimate", bool, data.get("estimate", False), where),
     )
     validate_suite(suite, where)
     return suite
 
 
-def _final_seeds(value: Any, where: str) -> int:
+def _coerced(name: str, kind: type, value: Any, where: str) -> Any:
+    """A top-level suite scalar as `kind`, the error prefixed with where it came from."""
     try:
-        return coerce("final_seeds", int, value)
+        return coerce(name, kind, value)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -287,13 +288,6 @@ def _final_vary(value: Any, where: str) -> list[str]:
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
         raise ConfigError(f"{where}: final_vary={value!r}: must be a list; choose from: {', '.join(FINAL_VARY)}")
     return [str(v) for v in items]
-
-
-def _estimate(value: Any, where: str) -> bool:
-    try:
-        return coerce("estimate", bool, value)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
 
 
 def validate_suite(suite: SuiteSpec, where: str) -> None:
