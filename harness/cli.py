@@ -99,7 +99,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from harness.core.jsonio import dumps
     from harness.train.artifacts import pretrain, source_config
 
-    values = {"epochs": 15, "augment": "basic", **trial_values(args)}
+    values = {"dataset": TrialConfig.dataset, "backbone": TrialConfig.backbone, "epochs": 15, "augment": "basic",
+              **trial_values(args)}
     config = source_config(**values)
     use_data_root(args.data_root)
     prepare_data([config.dataset], download=args.download)
@@ -178,6 +179,29 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             raise ConfigError(f"fetch: '{name}' is neither a dataset nor a backbone; datasets: {', '.join(CATALOG)}; "
                               f"backbones with ImageNet weights: {', '.join(TORCHVISION)}")
     return 0
+
+
+def integer(text: str) -> int:
+    """A flag's whole-number value; otherwise a one-line error (argparse prefixes the flag)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an int") from None
+
+
+def number(text: str) -> float:
+    """A flag's numeric value; otherwise a one-line error (argparse prefixes the flag)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number") from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`harness run: error: ...`, exit 2), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def _csv(text: str) -> list[str]:
@@ -266,20 +290,20 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
         group.add_argument("--backbones", type=_csv, help="comma-separated backbones, replacing the suite's"),
         group.add_argument("--weights", help="weights of every backbone (none, imagenet, checkpoint:PATH, "
                            "source:KEY)"),
-        group.add_argument("--samples-per-class", type=int, help="few-shot training subset for every dataset"),
-        group.add_argument("--num-samples", type=int, help="trials per cell (Ray Tune num_samples)"),
+        group.add_argument("--samples-per-class", type=integer, help="few-shot training subset for every dataset"),
+        group.add_argument("--num-samples", type=integer, help="trials per cell (Ray Tune num_samples)"),
         group.add_argument("--algorithm", help="search algorithm: random, grid, optuna"),
         group.add_argument("--scheduler", help="trial scheduler: asha, fifo"),
         group.add_argument("--metric", help="validation metric to select on (default val_accuracy)"),
-        group.add_argument("--max-concurrent-trials", type=int, help="trials at once per cell (0: as many as fit)"),
-        group.add_argument("--max-concurrent-cells", type=int, help="cells searching at once, one Tuner each "
+        group.add_argument("--max-concurrent-trials", type=integer, help="trials at once per cell (0: as many as fit)"),
+        group.add_argument("--max-concurrent-cells", type=integer, help="cells searching at once, one Tuner each "
                            "(default 2)"),
-        group.add_argument("--epochs", type=int, help="fix the number of epochs in every search space"),
-        group.add_argument("--final-seeds", type=int, help="seeds of the final runs of each cell's best "
+        group.add_argument("--epochs", type=integer, help="fix the number of epochs in every search space"),
+        group.add_argument("--final-seeds", type=integer, help="seeds of the final runs of each cell's best "
                            "configuration"),
-        group.add_argument("--cpus-per-trial", type=float),
-        group.add_argument("--gpus-per-trial", type=float, help="GPUs per worker; fractions below 1 allowed"),
-        group.add_argument("--workers-per-trial", type=int, help="Ray Train workers (DDP) per trial"),
+        group.add_argument("--cpus-per-trial", type=number),
+        group.add_argument("--gpus-per-trial", type=number, help="GPUs per worker; fractions below 1 allowed"),
+        group.add_argument("--workers-per-trial", type=integer, help="Ray Train workers (DDP) per trial"),
     ]
     p.set_defaults(**{SUITE_FLAGS: tuple(a.dest for a in overrides)})
     p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
@@ -292,7 +316,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = Parser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train and evaluate one configuration; prints epochs and a JSON summary")
@@ -324,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="candidates: none, imagenet, checkpoint:PATH, each optionally naming its backbone "
                    "(resnet50=imagenet); a checkpoint alone is read with the network it holds")
     p.add_argument("--backbone", help="backbone of the entries that name none")
-    p.add_argument("--samples-per-class", type=int, default=0, help="score a few-shot training subset (0: all)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split")
+    p.add_argument("--samples-per-class", type=integer, default=0, help="score a few-shot training subset (0: all)")
+    p.add_argument("--split-seed", type=integer, default=0, help="seed of the train/validation/test split")
     p.add_argument("--estimators", type=_csv, help="comma-separated estimators (default: all)")
     p.add_argument("--out", help="write the ranking as .csv or .json")
     add_data_flags(p)

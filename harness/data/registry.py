@@ -51,14 +51,12 @@ def dataset_options(name: str) -> dict[str, Any]:
     return {key: p.default for key, p in params.items() if key not in INTERNAL_PARAMS}
 
 
-def _call_with_options(spec: str, name: str, arg: str | None, options: dict[str, str], split_seed: int,
-                       root: str) -> DatasetBundle:
-    """The dataset's factory called with the spec's options, each parsed to its default's type."""
-    factory = DATASETS.get(name)
+def spec_options(spec: str) -> dict[str, object]:
+    """The options of a dataset spec, each known to its dataset and parsed to its default's type, and the path
+    of a path dataset: everything about a spec that can be checked without reading any data."""
+    name, arg, options = parse_spec(spec)
     defaults = dataset_options(name)
-    kwargs: dict[str, object] = {"split_seed": split_seed}
-    if "root" in inspect.signature(factory).parameters:
-        kwargs["root"] = root
+    kwargs: dict[str, object] = {}
     for key, value in options.items():
         if key not in defaults:
             raise ConfigError(f"dataset '{spec}': unknown option '{key}'; allowed: {', '.join(defaults) or 'none'}")
@@ -71,14 +69,23 @@ def _call_with_options(spec: str, name: str, arg: str | None, options: dict[str,
         if not arg:
             raise ConfigError(f"dataset '{spec}': needs a path, e.g. folder:/data/my_images")
         kwargs["path"] = arg
+    return kwargs
+
+
+def _call_with_options(spec: str, name: str, split_seed: int, root: str) -> DatasetBundle:
+    """The dataset's factory called with the spec's options."""
+    factory = DATASETS.get(name)
+    kwargs: dict[str, object] = {"split_seed": split_seed, **spec_options(spec)}
+    if "root" in inspect.signature(factory).parameters:
+        kwargs["root"] = root
     return factory(**kwargs)
 
 
 @functools.lru_cache(maxsize=8)
 def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
-    name, arg, options = parse_spec(spec)
+    name, arg, _ = parse_spec(spec)
     needs_path = name in PATH_DATASETS
-    bundle = _call_with_options(spec, name, arg if needs_path else None, options, split_seed, root)
+    bundle = _call_with_options(spec, name, split_seed, root)
     if not needs_path and arg is not None:
         bundle = class_subset(bundle, arg)
     return replace(bundle, name=spec)
@@ -110,3 +117,9 @@ def headline_metric(spec: str) -> str:
     name, _, options = parse_spec(spec)
     factory = DATASETS.get(name)
     return factory.headline(options) if hasattr(factory, "headline") else "accuracy"
+
+
+def dataset_task(spec: str) -> str:
+    """The task a dataset names (what its bundle's `task` will be), known without loading it."""
+    factory = DATASETS.get(parse_spec(spec)[0])
+    return getattr(factory, "task", "classification")

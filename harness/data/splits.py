@@ -92,11 +92,22 @@ def few_shot(bundle: DatasetBundle, samples_per_class: int, seed: int, val_per_c
     """A stratified, seed-deterministic few-shot draw: `samples_per_class` training images per class and
     `val_per_class` validation images per class (0: as many as training, -1: the whole validation split), so
     that hyperparameters are tuned on as little labelled data as the target offers. Test is untouched."""
+    smallest = smallest_class(bundle.train, bundle.num_classes)
+    if samples_per_class > smallest[1]:
+        raise ConfigError(f"samples_per_class={samples_per_class}: dataset '{bundle.name}' has {smallest[1]} training "
+                          f"images in its smallest class ('{bundle.class_names[smallest[0]]}'); allowed 0-"
+                          f"{smallest[1]} (0: all)")
     rng = np.random.default_rng(seed)
     train = _per_class(bundle.train, bundle.num_classes, samples_per_class, rng)
     k = samples_per_class if val_per_class == 0 else val_per_class
     val = bundle.val if k < 0 else _per_class(bundle.val, bundle.num_classes, k, rng)
     return replace(bundle, train=train, val=val)
+
+
+def smallest_class(split: AnySplit, num_classes: int) -> tuple[int, int]:
+    """(class index, image count) of the class with the fewest images in `split`."""
+    counts = np.bincount(split.labels.numpy(), minlength=num_classes)
+    return int(counts.argmin()), int(counts.min())
 
 
 def _per_class(split: AnySplit, num_classes: int, k: int, rng: np.random.Generator) -> AnySplit:

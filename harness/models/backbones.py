@@ -6,6 +6,8 @@ of size `feature_dim`, so `freeze_depth = k` means "the first k stages are froze
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -242,3 +244,10 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
+
+
+@functools.lru_cache(maxsize=None)
+def stage_count(name: str) -> int:
+    """How many stages a backbone has, from a copy built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        return BACKBONES.get(name).build(None).num_stages

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import torch
 from torchvision.models import get_model_weights
 
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, NotHere
 from harness.data.preprocessing import Preprocessing
 from harness.models.backbones import BACKBONES, TORCHVISION, StagedBackbone, load_state_checked
 from harness.models.checkpoints import SOURCE_FORMAT, read_file
@@ -36,7 +36,7 @@ def imagenet_weights(backbone: str) -> object:
     enum = get_model_weights(info.torchvision_name).DEFAULT
     path = weights_file(enum)
     if not path.is_file():
-        raise ConfigError(f"weights='imagenet' for '{backbone}': file {path.name} not found in {path.parent}; "
+        raise NotHere(f"weights='imagenet' for '{backbone}': file {path.name} not found in {path.parent}; "
                           f"on a machine with internet run `harness fetch {backbone}` and copy the file there")
     return enum
 
@@ -80,6 +80,10 @@ def read_checkpoint(path: str, backbone: str | None = None) -> LoadedWeights:
     p = Path(path).expanduser()
     blob = read_file(p, SOURCE_FORMAT, f"weights='checkpoint:{path}'", "write one with `harness pretrain`")
     meta = blob["meta"]
+    lacking = [k for k in ("image_size", "mean", "std") if k not in (meta if isinstance(meta, dict) else {})]
+    if lacking:
+        raise ConfigError(f"weights='checkpoint:{path}': its meta lacks '{lacking[0]}' (the input size and "
+                          f"normalisation it was trained with); write one with `harness pretrain`")
     if backbone is not None and blob["backbone"] != backbone:
         raise ConfigError(f"weights='checkpoint:{path}': it holds a '{blob['backbone']}' network, "
                           f"not backbone '{backbone}'")

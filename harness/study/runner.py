@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import yaml
 
 from harness.core.config import TrialConfig
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, RunFailure
 from harness.core.yamlio import read_yaml
 from harness.results.records import (FINAL_DONE, TRIAL_DONE, CellRecord, FinalRecord, SourceRecord, TrialRecord,
                                      record_key, target_label)
@@ -33,6 +33,7 @@ from harness.methods.base import Preparation
 from harness.study import interrupt
 from harness.study.estimates import run_estimates
 from harness.study.paths import absolute_paths
+from harness.study.preflight import LOCAL, local_resources, preflight
 from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs, search_complete
 from harness.study.progress import Progress
 from harness.study.spaces import spaces_dir
@@ -149,11 +150,38 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
     """Plan the suite of `args` (or the one `resolve(args)` already returned), then execute the plan:
     sources, teachers, every cell's search, then all finals."""
     suite, store = resolved or resolve(args)
+    if args.address:  # an address that is no Ray head is refused before anything else
+        from harness.study.search import check_reachable
+
+        check_reachable(args.address)
     facts = run_facts(args, store)
     with teachers_dir_default(facts["teachers_dir"]):
         with frozen_spaces(store):
             plan = build_plan(suite, facts["sources_dir"])
-        return dry_run(plan, store) if args.dry_run else execute(plan, store, args, facts)
+        problems = preflight(plan, *_cluster(args))
+        if args.dry_run:  # what is valid but missing here is listed; a plan for a bigger machine is fine
+            dry_run(plan, store)
+            for p in problems:
+                if p.here:
+                    print(f"  not here: {p.text}")
+            problems = [p for p in problems if not p.here]
+        for p in problems:
+            eprint(f"harness: error: {p.text}")
+        if problems or args.dry_run:
+            return 2 if problems else 0
+        return execute(plan, store, args, facts)
+
+
+def _cluster(args: argparse.Namespace) -> tuple[tuple[float, float] | None, str]:
+    """The (CPUs, GPUs) the pre-flight checks trials against: this machine's for a local cluster; a joined
+    cluster's for `--dry-run --address` (a real run checks them once it has joined, before writing anything)."""
+    if not args.address:
+        return local_resources(), LOCAL
+    if not args.dry_run:
+        return None, ""
+    from harness.study.search import cluster_resources
+
+    return cluster_resources(args.address), f"the cluster at {args.address}"
 
 
 def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace, facts: dict[str, str | None]) -> int:
@@ -174,6 +202,9 @@ def execute(plan: Plan, store: RunStore | None, args: argparse.Namespace, facts:
         code = e.exit_code
         if store is not None:
             eprint(stopped_message(store, e.signum))
+    except RunFailure as e:
+        code = 2
+        raise RunFailure(f"{e}; resume with: harness run --resume {store.dir}" if store is not None else str(e)) from None
     except ConfigError:
         code = 2
         raise

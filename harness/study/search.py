@@ -24,17 +24,18 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with 
 from ray import tune  # noqa: E402
 
 from harness.data.root import runtime_env_vars, teachers_dir  # noqa: E402
-from harness.core.errors import ConfigError  # noqa: E402
+from harness.core.errors import ConfigError, RunFailure  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
 from harness.study import interrupt  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
-from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, checkpoint_after_s, error_message,  # noqa: E402
+from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
                                  is_infrastructure_failure, release_train_resources, schedule_timeout_s, tune_trial)
 
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
+PROBE_TIMEOUT_S = 3
 MAX_FAILURES_ENV = "HARNESS_MAX_FAILURES"
 DEFAULT_MAX_FAILURES = 3
 # what Tune says while it stops on our request, in words meant for Tuner.restore users; the run says it instead
@@ -53,7 +54,7 @@ def init_ray(address: str | None = None, verbose: bool = False) -> bool:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     if address:
-        _check_reachable(address)
+        check_reachable(address)
     if ray.is_initialized():
         return False
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
@@ -70,17 +71,55 @@ def init_ray(address: str | None = None, verbose: bool = False) -> bool:
     return True
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
+    """Refuse an address that is malformed, unreachable, or reachable but no Ray head (one line, within seconds)."""
     if address == "auto":
         return
     parsed = urlparse(address if "://" in address else f"ray://{address}")
     if not parsed.hostname or not parsed.port:
         raise ConfigError(f"--address={address}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
-        socket.create_connection((parsed.hostname, parsed.port), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=CONNECT_TIMEOUT_S) as conn:
+            grpc = _speaks_grpc(conn)
     except OSError as e:
         raise ConfigError(f"--address={address}: no Ray cluster reachable at {parsed.hostname}:{parsed.port} "
                           f"({e.strerror or e})") from None
+    if not grpc:
+        raise ConfigError(f"--address={address}: {parsed.hostname}:{parsed.port} accepts connections but is no Ray "
+                          f"head (it does not answer gRPC); give the head's GCS port (default 6379) or ray://HOST:10001")
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the server answers an HTTP/2 client preface with a SETTINGS frame, as every gRPC server (a Ray
+    head's GCS, Ray Client) does, within PROBE_TIMEOUT_S."""
+    conn.settimeout(PROBE_TIMEOUT_S)
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:
+        return False
+    return header[3] == 4
+
+
+def cluster_resources(address: str) -> tuple[float, float]:
+    """The CPUs and GPUs of the cluster at `address`, joined for the question and left again."""
+    import ray
+
+    started = init_ray(address)
+    try:
+        total = ray.cluster_resources()
+        return total.get("CPU", 0.0), total.get("GPU", 0.0)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def max_concurrency(resources: Resources, configured: int) -> int | None:
@@ -88,24 +127,7 @@ def max_concurrency(resources: Resources, configured: int) -> int | None:
     import ray
 
     total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    n = resources.workers_per_trial
-    need_cpu, need_gpu = n * resources.cpus_per_trial, n * resources.gpus_per_trial
-    if n > 1 and resources.cpus_per_trial <= TRIAL_FUNCTION_CPU / n:
-        raise ConfigError(f"resources.cpus_per_trial={resources.cpus_per_trial:g}: a multi-worker trial's function "
-                          f"holds {TRIAL_FUNCTION_CPU:g} CPU out of its workers' share; give more than "
-                          f"{TRIAL_FUNCTION_CPU / n:g} per worker")
-    if need_cpu > cpus:
-        raise ConfigError(f"resources: a trial needs {need_cpu:g} CPUs (workers_per_trial={n} x cpus_per_trial="
-                          f"{resources.cpus_per_trial:g}) but the cluster has {cpus:g}")
-    if need_gpu > gpus:
-        raise ConfigError(f"resources: a trial needs {need_gpu:g} GPUs (workers_per_trial={n} x gpus_per_trial="
-                          f"{resources.gpus_per_trial:g}) but the cluster has {gpus:g}")
-    fits = int(cpus // need_cpu)
-    if need_gpu:
-        fits = min(fits, int(gpus // need_gpu))
-    fits = max(1, fits)
-    return min(configured, fits) if configured else (fits if n > 1 else None)
+    return trials_that_fit(resources, configured, total.get("CPU", 0.0), total.get("GPU", 0.0))
 
 
 # ---------------------------------------------------------------- Tuners
@@ -437,6 +459,9 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
                     trials = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
                     raise e.as_instanceof_cause() from None
+                except ray.exceptions.RayActorError as e:
+                    raise RunFailure(f"cell {cell.label} ({cell.cell_id}): the process searching it died "
+                                     f"({type(e).__name__}); the trials it finished are kept") from None
                 drain()
                 yield i, cell, trials
     finally:

@@ -16,7 +16,7 @@ from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
 from harness.data.registry import DATASETS, headline_metric, parse_spec
 from harness.methods import METHODS
-from harness.models.backbones import BACKBONES
+from harness.models.backbones import BACKBONES, stage_count
 from harness.models.checkpoints import checkpoint_identity
 from harness.results.records import target_label
 from harness.study.spaces import Dist, method_space, parse_space, resolve_stages, space_to_data, spaces_dir, trial_count
@@ -50,9 +50,9 @@ class Resources:
     """What one trial gets: CPUs and GPUs per worker (fractions allowed) and Ray Train workers."""
 
     cpus_per_trial: float = param(1.0, "CPUs per worker", low=0, low_open=True)
-    gpus_per_trial: float = param(0.0, "GPUs per worker; fractions below 1 allowed",
-                                  check=lambda v: v >= 0 and (v <= 1 or float(v).is_integer()),
-                                  allowed="must be >= 0; fractions only below 1")
+    gpus_per_trial: float = param(0.0, "GPUs per worker (a worker trains on one device); fractions pack "
+                                  "several trials on one GPU", low=0, high=1,
+                                  note="more GPUs per trial: workers_per_trial")
     workers_per_trial: int = param(1, "Ray Train workers (DDP) per trial", low=1)
 
 
@@ -403,12 +403,3 @@ def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> lis
 def selection_metric(metric: str, dataset: str) -> str:
     """The validation metric a cell's search selects on: `val_` + the dataset's headline metric by default."""
     return f"val_{headline_metric(dataset)}" if metric == HEADLINE else metric
-
-
-_STAGES: dict[str, int] = {}
-
-
-def stage_count(backbone: str) -> int:
-    if backbone not in _STAGES:
-        _STAGES[backbone] = BACKBONES.get(backbone).build(None).num_stages
-    return _STAGES[backbone]

@@ -13,7 +13,9 @@ from typing import Any, Callable
 from harness.train.loop import Hooks, train_loop
 from harness.core.jsonio import dumps
 from harness.core.config import TrialConfig
+from harness.core.errors import ConfigError
 from harness.data.root import use_teachers_dir
+from harness.study.suite import Resources
 
 RUNNER_KEY = "_runner"
 TRIAL_FUNCTION_CPU = 0.01  # what a multi-worker trial's own function holds; its workers' share is reduced by it
@@ -161,6 +163,28 @@ def worker_resources(runner: dict[str, Any]) -> dict[str, float]:
     function itself holds, so that a trial needs exactly workers x cpus_per_trial CPUs in all."""
     cpus = runner["cpus"] - TRIAL_FUNCTION_CPU / runner["workers"]
     return {"CPU": round(cpus, 6), **({"GPU": runner["gpus"]} if runner["gpus"] else {})}
+
+
+def trials_that_fit(resources: Resources, configured: int, cpus: float, gpus: float, where: str = "the cluster") -> int | None:
+    """How many trials of `resources` run at once on `cpus` and `gpus`; refuses a trial that can never fit
+    (None: as many as Tune schedules)."""
+    n = resources.workers_per_trial
+    need_cpu, need_gpu = n * resources.cpus_per_trial, n * resources.gpus_per_trial
+    if n > 1 and resources.cpus_per_trial <= TRIAL_FUNCTION_CPU / n:
+        raise ConfigError(f"resources.cpus_per_trial={resources.cpus_per_trial:g}: a multi-worker trial's function "
+                          f"holds {TRIAL_FUNCTION_CPU:g} CPU out of its workers' share; give more than "
+                          f"{TRIAL_FUNCTION_CPU / n:g} per worker")
+    if need_cpu > cpus:
+        raise ConfigError(f"resources: a trial needs {need_cpu:g} CPUs (workers_per_trial={n} x cpus_per_trial="
+                          f"{resources.cpus_per_trial:g}) but {where} has {cpus:g}")
+    if need_gpu > gpus:
+        raise ConfigError(f"resources: a trial needs {need_gpu:g} GPUs (workers_per_trial={n} x gpus_per_trial="
+                          f"{resources.gpus_per_trial:g}) but {where} has {gpus:g}")
+    count = int(cpus // need_cpu)
+    if need_gpu:
+        count = min(count, int(gpus // need_gpu))
+    count = max(1, count)
+    return min(configured, count) if configured else (count if n > 1 else None)
 
 
 def schedule_timeout_s() -> float:

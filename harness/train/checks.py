@@ -1,0 +1,68 @@
+"""What a run refuses before it trains, checked without training: the one list of checks `harness train` meets
+as it prepares a run, callable on its own so that `harness run` (and `--dry-run`) can apply it to every
+configuration a search may draw before Ray starts (harness/study/preflight.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from harness.core.config import TrialConfig
+from harness.core.errors import ConfigError
+from harness.data.catalog import CATALOG, missing_files
+from harness.data.registry import parse_spec, spec_options
+from harness.methods import METHODS
+from harness.models.backbones import stage_count
+from harness.models.weights import LoadedWeights, load_weights
+from harness.tasks import task_of
+from harness.train.inputs import load_data
+from harness.train.loop import check_names
+
+Memo = dict[tuple[Any, ...], Any]
+
+
+def _once(memo: Memo, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """`make()` once per key; a ConfigError is remembered and raised again for the same key."""
+    if key not in memo:
+        try:
+            memo[key] = make()
+        except ConfigError as e:
+            memo[key] = e
+    if isinstance(memo[key], ConfigError):
+        raise memo[key]
+    return memo[key]
+
+
+def data_on_disk(spec: str) -> bool:
+    """Whether a dataset can be read here: built in, a user's folder, or a catalogue dataset whose files exist
+    (a missing one is listed by `harness run --dry-run` and fetched or refused by `harness run`)."""
+    name = parse_spec(spec)[0]
+    return name not in CATALOG or not missing_files(name)
+
+
+def check_run(config: TrialConfig, memo: Memo | None = None,
+              planned: dict[str, str] | None = None) -> None:
+    """Refuse `config` as `harness train` would before its first epoch: names and knobs, the weights (file
+    present, readable, of the right network), the dataset (spec, options, class subset, few-shot size against
+    the smallest class, the task's headline metric) and the method's knobs against the backbone's stages.
+    `memo` shares loaded weights and data between calls; `planned` maps checkpoint weights that a study will
+    write before the run (its source networks) to the backbone they will hold."""
+    memo = {} if memo is None else memo
+    check_names(config)
+    method = METHODS.get(config.method)
+    path = config.weights.partition(":")[2] if config.weights.startswith("checkpoint:") else None
+    if path is not None and planned and config.weights in planned:
+        weights = LoadedWeights("checkpoint", network=planned[config.weights])
+    else:
+        weights = _once(memo, ("weights", config.weights, config.backbone, method.any_source),
+                        lambda: load_weights(config.weights, config.backbone, any_network=method.any_source))
+    spec_options(config.dataset)
+    if data_on_disk(config.dataset):
+        key = ("data", config.dataset, config.split_seed, config.samples_per_class, config.subset_seed,
+               config.val_per_class, config.image_size, config.train_on_val, weights.network, config.weights)
+        bundle = _once(memo, key, lambda: load_data(config, weights)[0])
+        task_of(bundle).headline(bundle)
+    method.check(config, stage_count(weights.network or config.backbone))
+    if method.preparation is not None:
+        job = method.preparation(config)
+        if job is not None:
+            check_run(job.config, memo, planned)
