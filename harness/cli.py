@@ -233,16 +233,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     from harness.results import leaderboard as lb
 
+    fmt = args.format or (lb.format_for(Path(args.out)) if args.out else "text")
+    if fmt not in lb.FORMATS:
+        raise ConfigError(f"--format={fmt}: choose from: {', '.join(lb.FORMATS)}")
+    if fmt in lb.BINARY_FORMATS and not args.out:
+        raise ConfigError(f"--format={fmt}: binary; give --out FILE")
     records = lb.load_records(args.run_dirs)
     df = lb.select(lb.frame(records), args.dataset, args.method, args.sort, args.ascending)
     if df.empty:
         raise ConfigError("no cells left after the --dataset/--method filters")
-    fmt = args.format or (lb.format_for(Path(args.out)) if args.out else "text")
     if args.out:
         lb.write(df, fmt, Path(args.out), records)
         eprint(f"wrote {args.out} ({fmt}, {len(df)} cells from {len(records.runs)} run(s))")
-    elif fmt in lb.BINARY_FORMATS:
-        raise ConfigError(f"--format={fmt}: binary; give --out FILE")
     else:
         sys.stdout.write(lb.render(df, fmt, records).decode())
     return 0

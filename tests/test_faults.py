@@ -269,6 +269,35 @@ def test_a_killed_trial_worker_is_retried_and_continues_from_its_checkpoint(ray_
     assert final.status == "ok"
 
 
+def test_a_dead_cell_search_process_is_a_one_line_error_that_says_how_to_resume(ray_cluster, tmp_path, capsys):
+    suite = suite_file(tmp_path, methods=["scratch", "finetune"], final_seeds=1,
+                       search={"num_samples": 1, "scheduler": "fifo", "max_concurrent_cells": 2},
+                       overrides={"epochs": 30, "lr": 0.05})
+    out = tmp_path / "r"
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    killed = []
+
+    def kill_a_searcher() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            searchers = _processes_under(raylet, "CellSearcher.search")
+            if searchers and _processes_under(raylet, "ImplicitFunc"):
+                os.kill(searchers[0], signal.SIGKILL)
+                killed.append(searchers[0])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_a_searcher)
+    killer.start()
+    try:
+        code = main(["run", "--suite", str(suite), "--results-dir", str(out), "--address", ray_cluster])
+    finally:
+        killer.join()
+    assert killed and code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "the process searching it died" in errors[0], errors
+    assert f"harness run --resume {only_run_dir(out)}" in errors[0] and "Traceback" not in errors[0]
+
+
 def test_a_search_on_nll_whose_every_trial_diverges_ends_without_a_winner_and_exits_1(ray_cluster, tmp_path,
                                                                                         capsys):
     suite = suite_file(tmp_path, search={"num_samples": 1, "metric": "val_nll", "mode": "min"}, final_seeds=1,

@@ -87,7 +87,10 @@ def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
     needs_path = name in PATH_DATASETS
     bundle = _call_with_options(spec, name, split_seed, root)
     if not needs_path and arg is not None:
-        bundle = class_subset(bundle, arg)
+        try:
+            bundle = class_subset(bundle, arg)
+        except ConfigError as e:
+            raise ConfigError(f"dataset '{spec}': {e}") from None
     return replace(bundle, name=spec)
 
 

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,16 @@ def load_records(run_dirs: Iterable[Path | str]) -> Records:
             raise ConfigError(f"{d}: no such run folder")
         if not store.records_path.exists():
             raise ConfigError(f"{d}: no records.jsonl; is it a run folder written by `harness run`?")
-        records = store.records()
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            records = store.records()
+        if not records and skipped:
+            raise ConfigError(f"{d}: records.jsonl holds no readable record ({len(skipped)} skipped; the first: "
+                              f"{skipped[0].message})")
         if not records:
             raise ConfigError(f"{d}: records.jsonl holds no records yet (the run has not finished a trial)")
+        for w in skipped:
+            warnings.warn(w.message, stacklevel=2)
         runs.append(str(d))
         per_run.append(records)
     cells: dict[str, CellRecord] = {}

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from harness.core.config import TrialConfig
+from harness.core.config import TrialConfig, hyperparameters, param_of
 from harness.core.errors import ConfigError, NotHere
 from harness.data.catalog import final_trains_on_val
 from harness.data.registry import dataset_task, spec_options
@@ -19,26 +19,30 @@ from harness.study.spaces import Dist
 from harness.study.suite import Cell
 from harness.study.trial import trials_that_fit
 from harness.tasks import TASKS
-from harness.train.checks import Memo, check_run, data_on_disk
+from harness.train.checks import Memo, run_problems
 
 LOCAL = "this machine"
 MAX_COMBINATIONS = 512  # beyond this, each value is tried with the others at their low and at their high ends
 
 
-def extremes(d: Dist) -> list[Any]:
-    """The values of a distribution a search may reach at its ends: low and high (just below high for the
-    continuous ones, which Tune draws from [low, high)), every value of a choice or grid."""
+def extremes(key: str, d: Dist) -> list[Any]:
+    """The values of a distribution a search may reach at its ends: low and high (for a continuous one whose
+    high is the open end of the key's range, just below it: Tune draws from [low, high)), every value of a
+    choice or grid."""
     if d.kind in ("choice", "grid"):
         return list(d.args)
     lo, hi = d.args
-    return [lo, hi] if d.kind == "int" else [lo, math.nextafter(hi, lo)]
+    p = param_of(hyperparameters()[key])
+    if d.kind != "int" and p.high_open and hi == p.high:
+        hi = math.nextafter(hi, lo)
+    return [lo, hi]
 
 
 def bound_configs(cell: Cell) -> Iterator[dict[str, Any]]:
     """The cell's search configurations at the bounds of its space: every combination of every key's
     extremes, or (beyond MAX_COMBINATIONS) each extreme with the other keys all low and all high."""
     base = {**cell.constants, **{k: v for k, v in cell.space.items() if not isinstance(v, Dist)}}
-    ends = {k: extremes(v) for k, v in cell.space.items() if isinstance(v, Dist)}
+    ends = {k: extremes(k, v) for k, v in cell.space.items() if isinstance(v, Dist)}
     if math.prod(len(v) for v in ends.values()) <= MAX_COMBINATIONS:
         for combo in itertools.product(*ends.values()):
             yield {**base, **dict(zip(ends, combo))}
@@ -85,17 +89,14 @@ def check_cell(cell: Cell, memo: Memo, planned: dict[str, str]) -> list[Problem]
     from harness.study.search import search_parts
 
     problems: Problems = {}
-    for values in bound_configs(cell):
-        try:
-            check_run(TrialConfig.from_dict(values), memo, planned)
-        except ConfigError as e:
-            _problem(problems, e)
     on_val = final_trains_on_val(cell.dataset.name)
     low = next(bound_configs(cell))
-    for seed in cell.final_seed_list:
+    finals = ({**low, **cell.final_run_seeds(seed), "evaluate_test": True, "train_on_val": on_val}
+              for seed in cell.final_seed_list)
+    for values in itertools.chain(bound_configs(cell), finals):
         try:
-            check_run(TrialConfig.from_dict({**low, **cell.final_run_seeds(seed), "evaluate_test": True,
-                                             "train_on_val": on_val}), memo, planned)
+            for e in run_problems(TrialConfig.from_dict(values), memo, planned):
+                _problem(problems, e)
         except ConfigError as e:
             _problem(problems, e)
     try:
@@ -120,8 +121,8 @@ def preflight(plan: Plan, cluster: tuple[float, float] | None = None, where: str
     for job in plan.of_kind("source"):
         try:
             spec_options(job.config.dataset)
-            if data_on_disk(job.config.dataset):
-                check_run(job.config, memo)
+            for e in run_problems(job.config, memo):
+                _problem(problems, type(e)(f"{job.label}: {e}"))
         except ConfigError as e:
             _problem(problems, ConfigError(f"{job.label}: {e}"))
     for cell in plan.cells:

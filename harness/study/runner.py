@@ -175,6 +175,10 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
 def _cluster(args: argparse.Namespace) -> tuple[tuple[float, float] | None, str]:
     """The (CPUs, GPUs) the pre-flight checks trials against: this machine's for a local cluster; a joined
     cluster's for `--dry-run --address` (a real run checks them once it has joined, before writing anything)."""
+    ray = sys.modules.get("ray")
+    if not args.address and ray is not None and ray.is_initialized():  # a cluster this process joined already
+        total = ray.cluster_resources()
+        return (total.get("CPU", 0.0), total.get("GPU", 0.0)), "the cluster"
     if not args.address:
         return local_resources(), LOCAL
     if not args.dry_run:

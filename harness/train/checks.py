@@ -39,30 +39,49 @@ def data_on_disk(spec: str) -> bool:
     return name not in CATALOG or not missing_files(name)
 
 
-def check_run(config: TrialConfig, memo: Memo | None = None,
-              planned: dict[str, str] | None = None) -> None:
-    """Refuse `config` as `harness train` would before its first epoch: names and knobs, the weights (file
-    present, readable, of the right network), the dataset (spec, options, class subset, few-shot size against
-    the smallest class, the task's headline metric) and the method's knobs against the backbone's stages.
-    `memo` shares loaded weights and data between calls; `planned` maps checkpoint weights that a study will
-    write before the run (its source networks) to the backbone they will hold."""
+def run_problems(config: TrialConfig, memo: Memo | None = None,
+                 planned: dict[str, str] | None = None) -> list[ConfigError]:
+    """Everything `harness train` would refuse in `config` before its first epoch, each independent problem
+    once: names and knobs, the weights (file present, readable, of the right network), the dataset (spec,
+    options, class subset, few-shot size against the smallest class, the task's headline metric) and the
+    method's knobs against the backbone's stages (and the same for what the method trains first, a teacher).
+    `memo` shares loaded weights and data between calls; `planned` maps checkpoint weights that a study
+    writes before the run (its source networks) to the backbone they will hold."""
     memo = {} if memo is None else memo
-    check_names(config)
+    try:
+        check_names(config)
+    except ConfigError as e:
+        return [e]
+    problems: list[ConfigError] = []
     method = METHODS.get(config.method)
-    path = config.weights.partition(":")[2] if config.weights.startswith("checkpoint:") else None
-    if path is not None and planned and config.weights in planned:
-        weights = LoadedWeights("checkpoint", network=planned[config.weights])
-    else:
-        weights = _once(memo, ("weights", config.weights, config.backbone, method.any_source),
-                        lambda: load_weights(config.weights, config.backbone, any_network=method.any_source))
-    spec_options(config.dataset)
-    if data_on_disk(config.dataset):
-        key = ("data", config.dataset, config.split_seed, config.samples_per_class, config.subset_seed,
-               config.val_per_class, config.image_size, config.train_on_val, weights.network, config.weights)
-        bundle = _once(memo, key, lambda: load_data(config, weights)[0])
-        task_of(bundle).headline(bundle)
-    method.check(config, stage_count(weights.network or config.backbone))
-    if method.preparation is not None:
+    weights = LoadedWeights("none")
+    try:
+        if config.weights in (planned or {}):
+            weights = LoadedWeights("checkpoint", network=planned[config.weights])
+        else:
+            weights = _once(memo, ("weights", config.weights, config.backbone, method.any_source),
+                            lambda: load_weights(config.weights, config.backbone, any_network=method.any_source))
+    except ConfigError as e:
+        problems.append(e)
+    try:
+        spec_options(config.dataset)
+        if data_on_disk(config.dataset):
+            key = ("data", config.dataset, config.split_seed, config.samples_per_class, config.subset_seed,
+                   config.val_per_class, config.image_size, config.train_on_val, weights.network, config.weights)
+            bundle = _once(memo, key, lambda: load_data(config, weights)[0])
+            task_of(bundle).headline(bundle)
+    except ConfigError as e:
+        problems.append(e)
+    try:
+        method.check(config, stage_count(weights.network or config.backbone))
         job = method.preparation(config)
-        if job is not None:
-            check_run(job.config, memo, planned)
+    except ConfigError as e:
+        return [*problems, e]
+    return problems + (run_problems(job.config, memo, planned) if job is not None else [])
+
+
+def check_run(config: TrialConfig, memo: Memo | None = None, planned: dict[str, str] | None = None) -> None:
+    """Refuse `config` (the first of its `run_problems`) as `harness train` would before its first epoch."""
+    problems = run_problems(config, memo, planned)
+    if problems:
+        raise problems[0]
