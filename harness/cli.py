@@ -212,6 +212,7 @@ def _csv(text: str) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.study import runner
     from harness.data.catalog import data_status, prepare_data
+    from harness.data.registry import spec_options
     from harness.data.root import use_data_root
 
     use_data_root(args.data_root)
@@ -223,6 +224,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in data_status(specs):
             print(line)
         return code
+    for spec in specs:  # a bad option is named before a missing dataset is
+        spec_options(spec)
     prepare_data(specs, download=args.download)  # a missing dataset stops the run before Ray starts
     return runner.run(args, resolved)
 

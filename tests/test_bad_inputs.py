@@ -47,6 +47,7 @@ RUN = [
     ("class_range", ["--datasets", "digits:5-15"], "5-15"),
     ("dataset_option", ["--datasets", "digits?foo=1"], "foo"),
     ("option_type", ["--datasets", "shapes?per_class=many"], "per_class"),
+    ("catalogue_option_value", ["--datasets", "cifar100?protocol=bogus"], "protocol"),
     ("folder_missing", ["--datasets", "folder:/nonexistent"], "/nonexistent"),
     ("dataset_unknown", ["--datasets", "nosuch"], "nosuch"),
     ("few_shot_too_large", ["--samples-per-class", "100000", "--datasets", "digits:0-1"], "samples_per_class"),

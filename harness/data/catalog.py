@@ -117,8 +117,8 @@ class CatalogEntry:
         """The options and their defaults (what `harness list` shows and spec values are parsed to)."""
         return {key: option.default for key, option in self.options.items()}
 
-    def __call__(self, root: str, split_seed: int = 0, **options: Any) -> DatasetBundle:
-        """The bundle read from the data root `root`; options are checked before any file is read."""
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option with its default filled in, each checked (without reading any file)."""
         unknown = [key for key in options if key not in self.options]
         if unknown:
             raise ConfigError(f"dataset '{self.name}': unknown option '{unknown[0]}'; "
@@ -126,6 +126,11 @@ class CatalogEntry:
         values = {**self.defaults, **options}
         for key, option in self.options.items():
             option.check(self.name, key, values[key])
+        return values
+
+    def __call__(self, root: str, split_seed: int = 0, **options: Any) -> DatasetBundle:
+        """The bundle read from the data root `root`; options are checked before any file is read."""
+        values = self.check_options(options)
         base = require(self.name, root)
         train, val, test, classes = SPLITS[self.splits](self, base, values, split_seed)
         return make_bundle(self, train, val, test, classes, split_seed, values)

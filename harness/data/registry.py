@@ -65,6 +65,9 @@ def spec_options(spec: str) -> dict[str, object]:
         except ValueError:
             raise ConfigError(f"dataset '{spec}': option {key}={value!r} must be "
                               f"{type(defaults[key]).__name__}") from None
+    check = getattr(DATASETS.get(name), "check_options", None)
+    if check is not None:
+        check(kwargs)
     if name in PATH_DATASETS:
         if not arg:
             raise ConfigError(f"dataset '{spec}': needs a path, e.g. folder:/data/my_images")
