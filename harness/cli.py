@@ -6,6 +6,7 @@ import argparse
 import sys
 import warnings
 import dataclasses
+from pathlib import Path
 from typing import Callable, Sequence
 
 from harness.core.config import (TrialConfig, common_fields, hyperparameters, knob_fields, knob_users, param_of,
@@ -214,7 +215,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.data.catalog import data_status, prepare_data
     from harness.data.registry import spec_options
     from harness.data.root import use_data_root
+    from harness.study.jobdir import leave_job_working_dir
 
+    copy = leave_job_working_dir()
+    if copy is not None and not Path(args.results_dir).is_absolute():
+        eprint(f"harness: warning: --results-dir={args.results_dir} is relative inside a Ray Job: run folders go to "
+               f"{copy / args.results_dir} on this node; give a folder on shared storage to keep them")
     use_data_root(args.data_root)
     resolved = runner.resolve(args)
     suite = resolved[0]
@@ -232,8 +238,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command("leaderboard")
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from harness.results import leaderboard as lb
 
     fmt = args.format or (lb.format_for(Path(args.out)) if args.out else "text")
@@ -255,8 +259,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 @command("rank")
 def cmd_rank(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from harness.data.catalog import prepare_data
     from harness.data.root import use_data_root
     from harness.results import transferability as tr

@@ -3,7 +3,8 @@
 The data root is an environment variable rather than a TrialConfig field because it says where the files
 are, not what the experiment is: the same trial on two machines with data in different folders is the
 same trial (same hash). The CLI writes the absolute path into `HARNESS_DATA` before Ray starts, and
-`runtime_env_vars()` hands it to Ray's runtime environment so trial processes on every node see it.
+`runtime_env_vars()` are the variables the driver hands to the processes it starts on every node (in a trial's
+config, or as an actor's or task's argument).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def use_teachers_dir(value: str | None) -> None:
 
 
 def runtime_env_vars() -> dict[str, str]:
-    """Environment variables Ray must pass to trial processes (none of those left at their defaults,
-    so that every node resolves its own home folder)."""
+    """Environment variables the driver passes to the processes it starts (none of those left at their
+    defaults, so that every node resolves its own home folder)."""
     out = {DATA_ENV: str(data_root())} if os.environ.get(DATA_ENV) else {}
     if os.environ.get(TEACHERS_ENV):
         out[TEACHERS_ENV] = str(teachers_dir())

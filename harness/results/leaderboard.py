@@ -10,6 +10,7 @@ import json
 import math
 import warnings
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,13 @@ def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
     return frame(load_records(run_dirs))
 
 
+def hardware(nodes: list[dict[str, Any] | None]) -> str | None:
+    """What the cost figures were measured on, from the final runs' placements: `cpu x8` (threads) or
+    `NVIDIA H100 80GB HBM3 x1` (GPUs each run saw), distinct ones joined; None for runs that recorded none."""
+    seen = [f"{n['accelerator']} x{n['devices']}" for n in nodes if n and "accelerator" in n]
+    return "; ".join(dict.fromkeys(seen)) or None
+
+
 def frame(records: Records) -> pd.DataFrame:
     """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and verdict."""
     finals, cells = records.finals, records.cells
@@ -114,6 +122,7 @@ def frame(records: Records) -> pd.DataFrame:
             train_seconds=float(np.mean([x["train_seconds"] for x in cost])) if cost else None,
             images_per_s=float(np.mean([x["train_images_per_s"] for x in cost])) if cost else None,
             peak_memory_mb=float(np.max([x["peak_memory_mb"] for x in cost])) if cost else None,
+            hardware=hardware([r.node for r in runs]),
             search_trials=c.trials, search_stopped_early=c.trials_stopped_early,
             search_errored=c.trials_errored, search_diverged=c.trials_diverged,
             search_trial_seconds=c.trial_seconds,
@@ -240,7 +249,7 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
     show["test_used"] = show.test_used.fillna("")
     cols = ["dataset", "samples_per_class", "method", "backbone", "weights", "rank", "verdict", "p_holm", "test_used",
             "metric", "test_score", "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable",
-            "train_seconds", "search_trials", "search_trial_seconds", "best_config"]
+            "train_seconds", "hardware", "search_trials", "search_trial_seconds", "best_config"]
     return show[cols]
 
 

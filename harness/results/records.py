@@ -113,7 +113,8 @@ class _Run:
 @dataclass(frozen=True, kw_only=True)
 class TrialRecord(_Run, CellFields):
     """One search trial: its sampled config, how it ended, its validation score and curve, its cost;
-    `failures`: how often its process was lost and the trial retried."""
+    `failures`: how often its process was lost and the trial retried; `node`: where it ran (node IP, hostname,
+    Ray node id, accelerator and how many devices)."""
 
     kind: ClassVar[str] = "trial"
     trial_id: str
@@ -130,12 +131,13 @@ class TrialRecord(_Run, CellFields):
     search_seconds: float | None = None
     finished_at: float | None = None
     failures: int = 0
+    node: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class FinalRecord(_Run, CellFields):
     """One seeded final run of a cell's winning config, scored once on test. The fields after `trial_seconds`
-    are the training loop's summary; a run that failed has none of them."""
+    are the training loop's summary; a run that failed has none of them. `node`: where it ran (as a trial's)."""
 
     kind: ClassVar[str] = "final"
     seed: int
@@ -151,6 +153,7 @@ class FinalRecord(_Run, CellFields):
     data: dict[str, Any] | None = None
     epochs_completed: int = 0
     failures: int = 0
+    node: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,7 @@ from harness.study import interrupt
 from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials,
                                   runner_fields, trial_callback)
 from harness.study.suite import Cell
-from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY
+from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY, placement_of
 
 SUMMARY_FIELDS = ("config", "config_hash", "val", "test", "cost", "model", "data", "epochs_completed")
 
@@ -93,7 +93,7 @@ def final_record(job: FinalJob, result: Any, trial: Any = None) -> FinalRecord:
     status, summary, error = outcome(result, ended=False)
     return FinalRecord(**cell_fields(job.cell), seed=job.seed, status=status, error=error,
                        trial_seconds=(result.metrics or {}).get("time_total_s", 0.0),
-                       failures=getattr(trial, "num_failures", 0),
+                       failures=getattr(trial, "num_failures", 0), node=placement_of(result.metrics),
                        **({k: summary[k] for k in SUMMARY_FIELDS} if summary else {}))
 
 

@@ -28,7 +28,7 @@ from harness.results.records import (FINAL_DONE, TRIAL_DONE, CellRecord, FinalRe
                                      record_key, target_label)
 from harness.results.store import RunStore
 from harness.data.registry import headline_metric
-from harness.data.root import data_root, teachers_dir_default, use_data_root
+from harness.data.root import data_root, runtime_env_vars, teachers_dir_default, use_data_root
 from harness.methods.base import Preparation
 from harness.study import interrupt
 from harness.study.estimates import run_estimates
@@ -36,10 +36,9 @@ from harness.study.paths import absolute_paths
 from harness.study.preflight import LOCAL, local_resources, preflight
 from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs, search_complete
 from harness.study.progress import Progress
-from harness.study.spaces import spaces_dir
+from harness.study.spaces import SPACES_ENV, spaces_dir
 from harness.study.suite import HEADLINE, Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
-SPACES_ENV = "HARNESS_SEARCH_SPACES"
 
 
 def eprint(*args: object) -> None:
@@ -330,7 +329,7 @@ def prepare_networks(jobs: list[PreparationJob], resources: Resources,
     cpus = resources.cpus_per_trial * resources.workers_per_trial
     task = ray.remote(num_cpus=cpus, num_gpus=resources.gpus_per_trial * resources.workers_per_trial)(_prepare)
     t0 = time.time()
-    refs = {task.remote(job.preparation, max(1, int(cpus))): job for job in todo}
+    refs = {task.remote(job.preparation, max(1, int(cpus)), runtime_env_vars()): job for job in todo}
     records = []
     for ref, job in refs.items():
         try:
@@ -345,12 +344,14 @@ def prepare_networks(jobs: list[PreparationJob], resources: Resources,
     return records
 
 
-def _prepare(preparation: Preparation, threads: int) -> float:
-    """Train one preparation in a Ray task with `threads` torch threads; returns the seconds it took."""
+def _prepare(preparation: Preparation, threads: int, env: dict[str, str]) -> float:
+    """Train one preparation in a Ray task with `threads` torch threads and the driver's data root and teachers
+    folder (`env`); returns the seconds it took."""
     import torch
 
     from harness.train.artifacts import run_preparation
 
+    os.environ.update(env)
     t0 = time.time()
     torch.set_num_threads(threads)
     run_preparation(preparation)

@@ -23,7 +23,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with 
 
 from ray import tune  # noqa: E402
 
-from harness.data.root import runtime_env_vars, teachers_dir  # noqa: E402
+from harness.data.root import DATA_ENV, runtime_env_vars, teachers_dir  # noqa: E402
 from harness.core.errors import ConfigError, RunFailure  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
@@ -32,7 +32,7 @@ from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
 from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
-                                 is_infrastructure_failure, release_train_resources, schedule_timeout_s, tune_trial)
+                                 is_infrastructure_failure, placement_of, release_train_resources, schedule_timeout_s, tune_trial)
 
 CONNECT_TIMEOUT_S = 5
 PROBE_TIMEOUT_S = 3
@@ -57,10 +57,11 @@ def init_ray(address: str | None = None, verbose: bool = False) -> bool:
         check_reachable(address)
     if ray.is_initialized():
         return False
+    # No runtime_env of our own: inside a Ray Job, trial processes with a runtime env other than the job's make
+    # Ray unpack the job's working_dir again on the head node, deleting the folder the job runs in. The data
+    # root and teachers folder reach trials in their config (runner_fields) and actors as arguments instead.
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
                           "logging_level": logging.INFO if verbose else logging.WARNING}
-    if runtime_env_vars():  # the data root reaches trial processes on every node
-        kw["runtime_env"] = {"env_vars": runtime_env_vars()}
     if address:
         try:
             ray.init(address=address, **kw)
@@ -270,7 +271,7 @@ def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
     """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
     r = cell.resources
     return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage,
-            "teachers": str(teachers_dir()), "schedule_timeout_s": schedule_timeout_s(),
+            "teachers": str(teachers_dir()), "data_root": runtime_env_vars().get(DATA_ENV), "schedule_timeout_s": schedule_timeout_s(),
             "metric": cell.search.metric, "checkpoint_after_s": checkpoint_after_s()}
 
 
@@ -330,7 +331,7 @@ def trial_record(cell: Cell, result: Any, search_seconds: float, trial: Any = No
                        val=(summary or {}).get("val"), history=_history(result, metric),
                        trial_seconds=m.get("time_total_s", 0.0), cost=(summary or {}).get("cost"), error=error,
                        search_seconds=search_seconds, finished_at=m.get("timestamp"),
-                       failures=getattr(trial, "num_failures", 0))
+                       failures=getattr(trial, "num_failures", 0), node=placement_of(m))
 
 
 def _history(result: Any, metric: str) -> list[dict[str, Any]]:
@@ -377,8 +378,9 @@ class CellSearcher:
     Tune's driver side is not thread-safe, so each concurrent Tuner needs a process of its own. The driver
     passes a stop on as SIGUSR1, which a running Tuner takes as its own stop request."""
 
-    def __init__(self, events: Any) -> None:
+    def __init__(self, events: Any, env: dict[str, str]) -> None:
         self.events = events
+        os.environ.update(env)  # the driver's data root and teachers folder
         interrupt.ignore_stop_requests()
 
     def pid(self) -> int:
@@ -426,7 +428,8 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
     events = Queue(actor_options={"num_cpus": 0})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_restarts=0)(CellSearcher)
-    free = [actor.options(scheduling_strategy=here).remote(events) for _ in range(min(parallel, len(todo)))]
+    free = [actor.options(scheduling_strategy=here).remote(events, runtime_env_vars())
+            for _ in range(min(parallel, len(todo)))]
     searchers = list(free)
     waiting, running = list(todo), {}
     stack = contextlib.ExitStack()

@@ -38,9 +38,12 @@ def end_relative() -> list[str]:
     return [k for k, f in hyperparameters().items() if param_of(f).end_relative]
 
 
+SPACES_ENV = "HARNESS_SEARCH_SPACES"
+
+
 def spaces_dir() -> Path:
     """The search_spaces/ folder: $HARNESS_SEARCH_SPACES, else the one beside the package."""
-    env = os.environ.get("HARNESS_SEARCH_SPACES")
+    env = os.environ.get(SPACES_ENV)
     return Path(env) if env else Path(__file__).resolve().parents[2] / "search_spaces"
 
 

@@ -14,7 +14,7 @@ from harness.train.loop import Hooks, train_loop
 from harness.core.jsonio import dumps
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
-from harness.data.root import use_teachers_dir
+from harness.data.root import use_data_root, use_teachers_dir
 from harness.study.suite import Resources
 
 RUNNER_KEY = "_runner"
@@ -37,11 +37,12 @@ class _DeferLast:
     """Forward per-epoch rows at once; hold the last one so it can carry the run's summary. Every row carries
     the searched `metric` (NaN where the loop had none), so Tune never refuses a row."""
 
-    def __init__(self, send: Callable[[dict[str, Any]], None], metric: str = "") -> None:
-        self.send, self.last, self.metric = send, None, metric
+    def __init__(self, send: Callable[[dict[str, Any]], None], metric: str = "",
+                 extra: dict[str, Any] | None = None) -> None:
+        self.send, self.last, self.metric, self.extra = send, None, metric, extra or {}
 
     def _full(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {self.metric: math.nan, **row} if self.metric else row
+        return {**({self.metric: math.nan} if self.metric else {}), **row, **self.extra}
 
     def __call__(self, row: dict[str, Any]) -> None:
         if row.get("status") == "running":
@@ -59,6 +60,30 @@ class _DeferLast:
         """Report a deterministic error as the trial's last row: it ends once, and is not retried."""
         epoch = (self.last or {}).get("epoch", 0)
         self.send(self._full({"epoch": epoch, "status": "error", "error": error_message(error)}))
+
+
+PLACEMENT_KEYS = ("node_ip", "hostname", "node_id", "accelerator", "devices")
+
+
+def placement() -> dict[str, Any]:
+    """Where this process runs: the node's IP, hostname and Ray node id, and the accelerator it trains on (the
+    GPU model and how many GPUs it sees, or `cpu` and its CPU threads). Every row a trial reports carries it."""
+    import socket
+
+    import ray
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "accelerator": torch.cuda.get_device_name(0) if gpus else "cpu",
+            "devices": gpus or torch.get_num_threads()}
+
+
+def placement_of(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The placement a trial's reported row carries (None for a trial that reported none)."""
+    found = {k: (metrics or {})[k] for k in PLACEMENT_KEYS if k in (metrics or {})}
+    return found or None
 
 
 def error_message(error: BaseException) -> str:
@@ -139,10 +164,12 @@ def tune_trial(config: dict[str, Any]) -> None:
     try:
         trial_config = TrialConfig.from_dict(config)
         use_teachers_dir(runner.get("teachers"))
+        use_data_root(runner.get("data_root"))
         if runner["workers"] <= 1:
             import torch
 
             torch.set_num_threads(max(1, int(runner["cpus"])))
+            reporter.extra = placement()
             reporter.finish(train_loop(trial_config, reporter=reporter, validate_every_epoch=not runner.get("final"),
                                        checkpoints=checkpoints))
             return
@@ -203,7 +230,8 @@ def _fit_torch_trainer(config: TrialConfig, runner: dict[str, Any], trial_id: st
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"trial": config.to_dict(), "cpus": runner["cpus"], "final": runner.get("final", False),
-                           "teachers": runner.get("teachers"), "metric": runner.get("metric", "")},
+                           "teachers": runner.get("teachers"), "data_root": runner.get("data_root"),
+                           "metric": runner.get("metric", "")},
         scaling_config=ray.train.ScalingConfig(num_workers=runner["workers"], use_gpu=runner["gpus"] > 0,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend=torch_backend(runner["gpus"])),
@@ -315,7 +343,8 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
 
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
     use_teachers_dir(loop_config.get("teachers"))
+    use_data_root(loop_config.get("data_root"))
     hooks = worker_hooks()
-    reporter = _DeferLast(lambda row: ray.train.report(row), loop_config.get("metric", ""))
+    reporter = _DeferLast(lambda row: ray.train.report(row), loop_config.get("metric", ""), placement())
     reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks,
                                validate_every_epoch=not loop_config["final"]))
