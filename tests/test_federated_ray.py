@@ -11,7 +11,7 @@ from harness.train.loop import Hooks, fit
 
 ray = pytest.importorskip("ray")
 
-from harness.study.clients import ray_clients  # noqa: E402
+from harness.study.clients import ray_clients
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from harness.core.config import MethodArgs, TrialConfig, param
 from harness.methods.base import Method, register
@@ -174,8 +174,8 @@ def setting(values: dict[str, Any]) -> str:
 
 
 for _name, _description, _args, _objective, _server in (
-    ("fedavg", "federated averaging: K clients train local_epochs on their shard per round, the server averages "
-               "their weights by samples", FederatedArgs, ClientObjective, Server),
+    ("fedavg", ("federated averaging: K clients train local_epochs on their shard per round, the server averages "
+                "their weights by samples"), FederatedArgs, ClientObjective, Server),
     ("fedprox", "FedAvg whose clients add the proximal term mu/2 ||w - w_global||^2 to their loss", FedProxArgs,
                 ProxObjective, Server),
     ("fedbn", "FedAvg with BatchNorm layers kept by each client (the server's model averages them)", FederatedArgs,

@@ -56,8 +56,9 @@ class Resources:
                                   check=lambda v: v >= 0 and (v <= 1 or float(v).is_integer()),
                                   allowed="must be >= 0; fractions only below 1")
     workers_per_trial: int = param(1, "Ray Train workers (DDP) per trial", low=1)
-    client_parallelism: str = param("sequential", "where a federated run's clients train: one after another in the "
-                                    "trial, or as Ray tasks with the trial's CPUs and GPUs each", choices=CLIENT_PARALLELISM)
+    client_parallelism: str = param("sequential", "where a federated run's clients train: one after another in "
+                                    "the trial, or as Ray tasks with the trial's CPUs and GPUs each",
+                                    choices=CLIENT_PARALLELISM)
 
 
 @dataclass
@@ -351,6 +352,10 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         validate_fields(suite.resources, "resources.")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    federated = [m for m in suite.methods + [m for d in suite.datasets for m in d.methods] if METHODS.get(m).server]
+    check(not federated or suite.resources.workers_per_trial == 1,
+          f"resources.workers_per_trial={suite.resources.workers_per_trial}: federated methods ({', '.join(federated)}) "
+          f"run in one process; spread their clients with resources.client_parallelism: ray")
     check(suite.final_seeds >= 1, f"final_seeds={suite.final_seeds}: must be >= 1")
     for v in suite.final_vary:
         check(v in FINAL_VARY, f"final_vary: '{v}' is not a seed; choose from: {', '.join(FINAL_VARY)}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
@@ -133,6 +133,16 @@ class Federation:
                 "model": {"clients_per_round": self.clients_per_round,
                           "shard_sizes": [len(s) for s in self.shards]}}
 
+    @staticmethod
+    def check(config: TrialConfig, task_name: str, world_size: int) -> None:
+        """Federated runs are single-process classification runs (clients may still run as Ray tasks)."""
+        if task_name != "classification":
+            raise ConfigError(f"method='{config.method}': federated methods score classification only; dataset "
+                              f"'{config.dataset}' is a {task_name} task")
+        if world_size > 1:
+            raise ConfigError(f"workers_per_trial={world_size}: method '{config.method}' runs its clients in one "
+                              f"process or as Ray tasks (client_parallelism: ray), not over DDP workers")
+
     def state_dict(self) -> dict[str, Any]:
         return {"kept": self.kept, "round_bytes": list(self.round_bytes), "server": self.server.state_dict()}
 
@@ -162,13 +172,3 @@ def entry_owners(module: nn.Module) -> list[tuple[str, nn.Module]]:
         out += [(prefix + n, m) for n, _ in m.named_parameters(recurse=False)]
         out += [(prefix + n, m) for n, _ in m.named_buffers(recurse=False)]
     return out
-
-
-def check_federated(config: TrialConfig, task_name: str, world_size: int) -> None:
-    """Federated runs are single-process classification runs (clients may still run as Ray tasks)."""
-    if task_name != "classification":
-        raise ConfigError(f"method='{config.method}': federated methods score classification only; dataset "
-                          f"'{config.dataset}' is a {task_name} task")
-    if world_size > 1:
-        raise ConfigError(f"workers_per_trial={world_size}: method '{config.method}' runs its clients in one "
-                          f"process or as Ray tasks (client_parallelism: ray), not over DDP workers")

@@ -38,7 +38,7 @@ from harness.models.backbones import BACKBONES, Classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.tasks import Task, task_of
 from harness.train.cost import CostMeter
-from harness.train.federation import ClientTask, ClientUpdate, Federation, check_federated
+from harness.train.federation import ClientTask, ClientUpdate, Federation
 from harness.train.inputs import load_data, predict
 from harness.train.optim import cosine_with_warmup, make_optimizer, make_scheduler
 
@@ -165,7 +165,7 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     objective = method.objective(ctx)
     federation = None
     if method.server is not None:
-        check_federated(config, task.name, hooks.world_size)
+        Federation.check(config, task.name, hooks.world_size)
         federation = Federation(config, method.server(config), inputs["train"], trained, bundle.num_classes)
     return Prepared(config=config, hooks=hooks, device=device, amp=amp, weights=weights, prep=prep, bundle=bundle,
                     task=task, headline=headline, model=model, cached=cached, inputs=inputs, trained=trained,
