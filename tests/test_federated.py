@@ -163,3 +163,48 @@ def test_records_carry_the_federated_figures():
     assert cost["mb_total"] == pytest.approx(2 * cost["mb_per_round"]) and cost["mb_per_round"] > 0
     assert cost["rounds_to_90"] in (1, 2) and len(summary["history"]) == 2
     assert dataclasses.asdict(TrialConfig.from_dict(summary["config"]).method_args)["clients"] == 3
+
+
+def test_the_setting_is_part_of_the_cell_and_where_clients_run_is_not():
+    from harness.study.suite import apply_overrides, cells, load_suite, suite_from_dict
+
+    suite = load_suite("federated-quick")
+    random_init = [c for c in cells(suite) if c.weights == "none"]
+    assert len(random_init) == 4 and len({c.cell_id for c in random_init}) == 4
+    assert {(c.constants["clients"], c.constants["alpha"]) for c in random_init} == {(10, 0.1), (10, 0.0)}
+    assert random_init[0].label == "digits:5-9 [10 clients, alpha 0.1, fraction 1] · fedavg · resnet8"
+    ray_suite = apply_overrides(suite, client_parallelism="ray")
+    assert [c.cell_id for c in cells(ray_suite) if c.weights == "none"] == [c.cell_id for c in random_init]
+    with pytest.raises(ConfigError, match=r"federation: unknown key 'clinets'; choose from: clients, alpha"):
+        suite_from_dict({"datasets": [{"name": "digits", "federation": {"clinets": 3}}], "methods": ["fedavg"],
+                         "backbones": ["resnet8"]}, "s.yaml")
+    with pytest.raises(ConfigError, match=r"^s.yaml: resources.workers_per_trial=2: federated methods \(fedavg\)"):
+        suite_from_dict({"datasets": ["digits"], "methods": ["fedavg"], "backbones": ["resnet8"],
+                         "resources": {"workers_per_trial": 2}}, "s.yaml")
+
+
+def test_leaderboard_ranks_within_a_setting_and_shows_the_federated_columns(tmp_path):
+    from harness.results import leaderboard as lb
+    from harness.results.records import CellRecord, FinalRecord
+    from harness.results.store import RunStore
+
+    store = RunStore(tmp_path / "run")
+    store.dir.mkdir(parents=True)
+    for alpha, method, acc in ((0.1, "fedavg", 0.5), (0.1, "fedprox", 0.6), (0.0, "fedavg", 0.9), (0.0, "fedprox", 0.8)):
+        fields = {"cell_id": f"{alpha}{method}", "dataset": "digits", "samples_per_class": 0, "method": method,
+                  "backbone": "resnet8", "weights": "none"}
+        setting = {"clients": 10, "alpha": alpha, "client_fraction": 1.0}
+        finals = [FinalRecord(**fields, seed=s, status="ok", config=setting,
+                              test={"accuracy": acc + 0.01 * s, "client_accuracy_mean": acc, "client_accuracy_worst": 0.2},
+                              cost={"params_total": 1, "params_trainable": 1, "train_seconds": 1.0,
+                                    "train_images_per_s": 1.0, "peak_memory_mb": 1.0, "mb_per_round": 3.0,
+                                    "mb_total": 24.0, "rounds_to_90": 4 + s}) for s in (1, 2)]
+        store.append([*finals, CellRecord(**fields, status="ok", trials=1, best_config={**setting, "lr": 0.1},
+                                          space={"lr": {"loguniform": [0.01, 0.1]}})])
+    df = lb.load([store.dir])
+    assert list(df.setting) == ["10 clients, alpha 0.1, fraction 1"] * 2 + ["10 clients, iid, fraction 1"] * 2
+    assert list(df["rank"]) == [1, 2, 1, 2] and list(df.method) == ["fedprox", "fedavg", "fedavg", "fedprox"]
+    assert list(df.rounds_to_90) == [5.5] * 4 and list(df.mb_total) == [24.0] * 4
+    assert list(df.test_client_accuracy_worst) == [0.2] * 4
+    text = lb.to_text(df)
+    assert "test_client_accuracy_mean" in text and "digits [10 clients, iid, fraction 1]" in text

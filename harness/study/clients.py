@@ -4,6 +4,7 @@ model for the same seeds (the server aggregates in client order either way)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -26,8 +27,11 @@ def ray_clients(config: TrialConfig, cpus: float, gpus: float) -> ClientRunner:
     task = ray.remote(_train_client).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
 
     def run(tasks: list[ClientTask], current: dict[str, torch.Tensor]) -> list[ClientUpdate]:
-        state = ray.put(current)
-        return ray.get([task.remote(values, max(1, int(cpus)), state, t) for t in tasks])
+        device = next(iter(current.values())).device
+        state = ray.put(_moved(current, torch.device("cpu")))
+        tasks = [dataclasses.replace(t, kept=_moved(t.kept, torch.device("cpu"))) for t in tasks]
+        updates = ray.get([task.remote(values, max(1, int(cpus)), state, t) for t in tasks])
+        return [dataclasses.replace(u, sent=_moved(u.sent, device), kept=_moved(u.kept, device)) for u in updates]
 
     return run
 
@@ -41,4 +45,10 @@ def _train_client(values: dict[str, Any], threads: int, current: dict[str, torch
     if key not in _PREPARED:
         _PREPARED.clear()
         _PREPARED[key] = prepare(TrialConfig.from_dict(values))
-    return client_update(_PREPARED[key], current, task)
+    update = client_update(_PREPARED[key], current, task)
+    cpu = torch.device("cpu")  # what crosses processes is on the CPU; each side moves it to its own device
+    return dataclasses.replace(update, sent=_moved(update.sent, cpu), kept=_moved(update.kept, cpu))
+
+
+def _moved(state: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in state.items()}
