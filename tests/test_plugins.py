@@ -21,16 +21,18 @@ from harness.study.suite import cells, load_suite, suite_from_dict
 from harness.train.artifacts import source_config, source_path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+FEDERATED = ["clients", "alpha", "client_fraction", "local_epochs", "freeze_depth"]
 KNOBS = {"partial": ["freeze_depth"], "multibranch": ["aux_dataset", "aux_weight"],
          "distill": ["teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"],
-         "feature_transfer": ["feature_layer", "target_depth", "target_width"], "l2sp": ["l2sp_alpha", "l2sp_beta"]}
+         "feature_transfer": ["feature_layer", "target_depth", "target_width"], "l2sp": ["l2sp_alpha", "l2sp_beta"],
+         "fedavg": FEDERATED, "fedprox": FEDERATED + ["mu"], "fedbn": FEDERATED, "fedadam": FEDERATED + ["server_lr"]}
 
 
 # ---------------------------------------------------------------- the config: common fields + the method's knobs
 
 def test_every_method_declares_its_knobs_and_nothing_else():
     assert list(METHODS) == ["scratch", "linear_probe", "finetune", "partial", "multibranch", "distill",
-                             "feature_transfer", "l2sp"]
+                             "feature_transfer", "l2sp", "fedavg", "fedprox", "fedbn", "fedadam"]
     for name in METHODS:
         assert [f.name for f in dataclasses.fields(METHODS.get(name).args)] == KNOBS.get(name, [])
     assert not {f.name for f in common_fields()} & set(knob_fields())
@@ -47,7 +49,8 @@ def test_flat_dict_round_trips_with_this_methods_knobs_only(method):
 def test_a_knob_of_another_method_is_refused_unless_at_its_default():
     with pytest.raises(ConfigError) as e:
         TrialConfig.from_dict({"method": "finetune", "freeze_depth": 2})
-    assert str(e.value) == "freeze_depth=2: not used by method 'finetune' (used by: partial)"
+    assert str(e.value) == ("freeze_depth=2: not used by method 'finetune' (used by: partial, "
+                            "fedavg, fedprox, fedbn, fedadam)")
     old_record = TrialConfig.from_dict({"method": "finetune", "freeze_depth": 0, "kd_alpha": 0.5})  # pre-plugin dicts
     assert old_record == TrialConfig(method="finetune") and "freeze_depth" not in old_record.to_dict()
 
@@ -140,8 +143,8 @@ def test_train_flags_are_generated_for_every_field_and_knob(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert ("--freeze-depth FREEZE_DEPTH [partial] leading backbone stages kept frozen (int = 0; must be >= 0)"
-            in help_text)
+    assert ("--freeze-depth FREEZE_DEPTH [partial, fedavg, fedprox, fedbn, fedadam] leading backbone stages kept "
+            "frozen (int = 0; must be >= 0)" in help_text)
     assert "--optimizer OPTIMIZER optimiser (str = 'sgd'; choose from: sgd, adamw)" in help_text
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from harness.core.config import MethodArgs, TrialConfig, param_of, register_method_args
 from harness.core.errors import ConfigError
@@ -45,7 +45,8 @@ class Method:
     Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
     that must be trained first (a job of the study's plan, whose file reaches the objective);
     `build(config, backbone, num_classes, input_size)` makes the network (default: the backbone and the task's
-    head); `objective(ctx)` the training loss.
+    head); `objective(ctx)` the training loss; `server(config)`, for a federated method, the server that aggregates
+    its clients' updates every round (harness.methods.federated).
     """
 
     name: str
@@ -58,6 +59,7 @@ class Method:
     preparation: Callable[[TrialConfig], Preparation | None] = no_preparation
     build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] | None = None  # None: the task's head
     objective: Callable[[MethodContext], Objective] = Objective
+    server: Callable[[TrialConfig], Any] | None = None  # federated methods: the server aggregating client updates
 
     def check_weights(self, config: TrialConfig) -> None:
         """Refuse weights the method's definition forbids or needs."""

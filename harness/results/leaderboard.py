@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
+from harness.methods.federated import SETTING_KEYS, setting
 from harness.results import transferability
 from harness.results.records import (CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, entry_label,
                                      target_label)
@@ -29,6 +30,10 @@ from harness.results.store import RunStore
 CELL_KEYS = ["dataset", "samples_per_class", "method", "backbone"]
 TARGET_KEYS = ["dataset", "samples_per_class"]
 TEST_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "nll", "ece"]
+# federated cells only (a leaderboard without one has none of these columns)
+SETTING_COLUMNS = ["setting", "clients", "alpha", "client_fraction"]
+FEDERATED_COLUMNS = ["test_client_accuracy_mean", "test_client_accuracy_worst", "mb_per_round", "mb_total",
+                     "rounds_to_90"]
 
 
 @dataclass
@@ -130,12 +135,40 @@ def frame(records: Records) -> pd.DataFrame:
             best_config=json.dumps(_searched(c)), best_trial_id=c.best_trial_id, cell_id=c.cell_id,
             run_id=c.run_id,
         )
+        row.update(federated_columns(c, runs))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         raise ConfigError("no finished cells in these run folders")
+    if "setting" in df:
+        df["setting"] = df["setting"].fillna("")
     df.insert(df.columns.get_loc("weights") + 1, "entry", entry_labels(df))
     return _rank(df)
+
+
+def federated_columns(cell: CellRecord, runs: list[FinalRecord]) -> dict[str, object]:
+    """A federated cell's setting (clients, alpha, client_fraction, and in words) and its federated figures, each
+    the mean over the final seeds: per-client test accuracy (mean and worst client), MB sent per round and in
+    all, rounds to 90% of the final validation score. Nothing for a centralised cell."""
+    config = cell.best_config or (runs[0].config if runs else None) or {}
+    if "clients" not in config:
+        return {}
+    out: dict[str, object] = {"setting": setting(config), **{k: config[k] for k in SETTING_KEYS}}
+    for name in ("client_accuracy_mean", "client_accuracy_worst"):
+        out[f"test_{name}"] = _mean([r.test.get(name) for r in runs])
+    for name in ("mb_per_round", "mb_total", "rounds_to_90"):
+        out[name] = _mean([(r.cost or {}).get(name) for r in runs])
+    return out
+
+
+def _mean(values: list[float | None]) -> float:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
+def target_keys(df: pd.DataFrame) -> list[str]:
+    """What a row is ranked within: its dataset and few-shot size, and its federated setting where there is one."""
+    return TARGET_KEYS + (["setting"] if "setting" in df else [])
 
 
 def _number(v: float | None) -> float:
@@ -171,11 +204,12 @@ def _searched(cell: CellRecord) -> dict:
 def _rank(df: pd.DataFrame) -> pd.DataFrame:
     """Rank within each dataset and few-shot size by the mean headline test score; compare every other entry with
     the best (paired t-test where seeds pair, else Welch), Holm-correct within the dataset, and name the verdict."""
-    df = df.sort_values([*TARGET_KEYS, "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
-    df["rank"] = df.groupby(TARGET_KEYS)["test_score"].rank(ascending=False, method="min")
+    keys = target_keys(df)
+    df = df.sort_values([*keys, "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
+    df["rank"] = df.groupby(keys)["test_score"].rank(ascending=False, method="min")
     nan = float("nan")
     out = pd.DataFrame({"verdict": TOO_FEW, "test_used": None, "p_value": nan, "p_holm": nan}, index=df.index)
-    for _, group in df.groupby(TARGET_KEYS, sort=False):
+    for _, group in df.groupby(keys, sort=False):
         top = group[group["rank"] == 1]
         if top.empty:
             continue
@@ -188,7 +222,7 @@ def _rank(df: pd.DataFrame) -> pd.DataFrame:
             out.loc[i] = [verdict(False, t, p_holm, ALPHA), t.test or None, t.p_value, p_holm]
     out["test_used"] = out["test_used"].astype("str")
     df = pd.concat([df.drop(columns=["_scores", "_data_seeds"]), out], axis=1)
-    return df.sort_values([*TARGET_KEYS, "rank", "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
+    return df.sort_values([*keys, "rank", "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
 
 
 def summary_matrix(df: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +230,9 @@ def summary_matrix(df: pd.DataFrame) -> pd.DataFrame:
     (1 = best, ties averaged) and average score across datasets (as VTAB summarises). `attrs["metrics"]` names
     each dataset's metric; `attrs["friedman"]` holds the Friedman test and critical difference over the entries
     present on every dataset (see `friedman_test`)."""
-    d = df.assign(target=[target_label(a, b) for a, b in zip(df.dataset, df.samples_per_class)])
+    settings = df["setting"] if "setting" in df else [""] * len(df)
+    d = df.assign(target=[target_label(a, b) + (f" [{s}]" if s else "")
+                          for a, b, s in zip(df.dataset, df.samples_per_class, settings)])
     m = d.pivot_table(index="entry", columns="target", values="test_score", aggfunc="mean", sort=False)
     m.columns.name = None
     scores = m.copy()
@@ -250,6 +286,9 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["dataset", "samples_per_class", "method", "backbone", "weights", "rank", "verdict", "p_holm", "test_used",
             "metric", "test_score", "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable",
             "train_seconds", "hardware", "search_trials", "search_trial_seconds", "best_config"]
+    if "setting" in show:
+        cols[2:2] = ["setting"]
+        cols[cols.index("seeds"):cols.index("seeds")] = FEDERATED_COLUMNS
     return show[cols]
 
 
@@ -273,7 +312,7 @@ def to_text(df: pd.DataFrame) -> str:
 FORMATS = ("text", "md", "csv", "json", "parquet", "html")
 BINARY_FORMATS = ("parquet",)
 HIGHER_IS_BETTER = ("test_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
-                    "images_per_s", "seeds")
+                    "images_per_s", "seeds", "test_client_accuracy_mean", "test_client_accuracy_worst")
 
 
 def select(df: pd.DataFrame, datasets: list[str] | None = None, methods: list[str] | None = None,

@@ -271,8 +271,9 @@ def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:
     """How a trial of this cell runs: workers, CPUs and GPUs each, and where Ray Train keeps its runs."""
     r = cell.resources
     return {"workers": r.workers_per_trial, "cpus": r.cpus_per_trial, "gpus": r.gpus_per_trial, "storage": storage,
-            "teachers": str(teachers_dir()), "data_root": runtime_env_vars().get(DATA_ENV), "schedule_timeout_s": schedule_timeout_s(),
-            "metric": cell.search.metric, "checkpoint_after_s": checkpoint_after_s()}
+            "teachers": str(teachers_dir()), "data_root": runtime_env_vars().get(DATA_ENV),
+            "schedule_timeout_s": schedule_timeout_s(), "metric": cell.search.metric,
+            "checkpoint_after_s": checkpoint_after_s(), "client_parallelism": r.client_parallelism}
 
 
 def cell_fields(cell: Cell) -> dict[str, Any]:

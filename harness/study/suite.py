@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.config import TrialConfig, coerce, config_hash, param, scalar_type, validate_fields
+from harness.core.config import TrialConfig, check_value, coerce, config_hash, param, scalar_type, validate_fields
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
 from harness.data.registry import DATASETS, headline_metric, parse_spec
@@ -19,6 +19,8 @@ from harness.methods import METHODS
 from harness.models.backbones import BACKBONES, stage_count
 from harness.models.checkpoints import checkpoint_identity
 from harness.results.records import target_label
+from harness.methods.federated import FederatedArgs, SETTING_KEYS, setting
+from harness.study.clients import CLIENT_PARALLELISM
 from harness.study.spaces import Dist, method_space, parse_space, resolve_stages, space_to_data, spaces_dir, trial_count
 
 ALGORITHMS = ("random", "grid", "optuna")
@@ -54,6 +56,9 @@ class Resources:
                                   "several trials on one GPU", low=0, high=1,
                                   note="more GPUs per trial: workers_per_trial")
     workers_per_trial: int = param(1, "Ray Train workers (DDP) per trial", low=1)
+    client_parallelism: str = param("sequential", "where a federated run's clients train: one after another in "
+                                    "the trial, or as Ray tasks with the trial's CPUs and GPUs each",
+                                    choices=CLIENT_PARALLELISM)
 
 
 @dataclass
@@ -72,7 +77,8 @@ class SeedPolicy:
 class DatasetEntry:  # noqa: D101
     """A target dataset, its few-shot size (and validation images per class, 0: as many as training) and
     search-space overrides for it alone; `methods` and `backbones`, when given, replace the suite's for this
-    dataset (so one suite can hold several experiments)."""
+    dataset (so one suite can hold several experiments); `federation`, the setting of its federated methods'
+    cells (clients, alpha, client_fraction; the knobs' defaults where left out)."""
 
     name: str
     samples_per_class: int = 0
@@ -80,10 +86,17 @@ class DatasetEntry:  # noqa: D101
     overrides: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=list)
     backbones: list[BackboneEntry] = field(default_factory=list)
+    federation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return target_label(self.name, self.samples_per_class)
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        """The federated setting of this target: every setting knob, defaults filled in."""
+        defaults = {f.name: f.default for f in dataclasses.fields(FederatedArgs) if f.name in SETTING_KEYS}
+        return {**defaults, **self.federation}
 
 
 @dataclass
@@ -136,6 +149,13 @@ def _outcome_fields(search: SearchBudget) -> dict[str, Any]:
     return fields
 
 
+def _outcome_resources(resources: Resources) -> dict[str, Any]:
+    """The resources minus where federated clients run (the same model either way, so a cell keeps its id)."""
+    fields = dataclasses.asdict(resources)
+    fields.pop("client_parallelism")
+    return fields
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (dataset, method, backbone) benchmark cell, ready to search."""
@@ -152,16 +172,22 @@ class Cell:
     final_vary: tuple[str, ...] = ("init",)
 
     @property
+    def federated(self) -> bool:
+        return METHODS.get(self.method).server is not None
+
+    @property
     def label(self) -> str:
-        return f"{self.dataset.label} · {self.method} · {self.backbone.name}"
+        where = f" [{setting(self.dataset.setting)}]" if self.federated else ""
+        return f"{self.dataset.label}{where} · {self.method} · {self.backbone.name}"
 
     @property
     def constants(self) -> dict[str, Any]:
-        """What every search trial of the cell has in common: the cell and the search's seeds."""
+        """What every search trial of the cell has in common: the cell, the search's seeds and, for a federated
+        method, the federated setting."""
         return {"dataset": self.dataset.name, "samples_per_class": self.dataset.samples_per_class,
                 "method": self.method, "backbone": self.backbone.name, "weights": self.weights,
                 "seed": self.seeds.search, "subset_seed": self.seeds.subset, "split_seed": self.seeds.split,
-                "val_per_class": self.dataset.val_per_class}
+                "val_per_class": self.dataset.val_per_class, **(self.dataset.setting if self.federated else {})}
 
     @property
     def final_seed_list(self) -> list[int]:
@@ -181,7 +207,7 @@ class Cell:
         if weights.startswith("checkpoint:"):
             weights = "checkpoint:" + checkpoint_identity(weights[len("checkpoint:"):])
         return config_hash({**self.constants, "weights": weights, "space": space_to_data(self.space),
-                            "search": _outcome_fields(self.search), "resources": dataclasses.asdict(self.resources),
+                            "search": _outcome_fields(self.search), "resources": _outcome_resources(self.resources),
                             "final_seeds": self.final_seeds, "final_vary": sorted(self.final_vary)})
 
     @property
@@ -305,6 +331,7 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         check(d.val_per_class >= -1, f"val_per_class={d.val_per_class}: must be -1 (the whole validation split), "
                                      f"0 (as many as samples_per_class) or a positive count")
         parse_space(d.overrides, f"{where}: datasets {d.name} overrides")
+        _check_setting(d, where)
     for m in suite.methods + [m for d in suite.datasets for m in d.methods]:
         if m not in METHODS:
             raise ConfigError(f"{where}: {METHODS.unknown_message(m)}")
@@ -325,6 +352,10 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         validate_fields(suite.resources, "resources.")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    federated = [m for m in suite.methods + [m for d in suite.datasets for m in d.methods] if METHODS.get(m).server]
+    check(not federated or suite.resources.workers_per_trial == 1,
+          f"resources.workers_per_trial={suite.resources.workers_per_trial}: federated methods ({', '.join(federated)}) "
+          f"run in one process; spread their clients with resources.client_parallelism: ray")
     check(suite.final_seeds >= 1, f"final_seeds={suite.final_seeds}: must be >= 1")
     for v in suite.final_vary:
         check(v in FINAL_VARY, f"final_vary: '{v}' is not a seed; choose from: {', '.join(FINAL_VARY)}")
@@ -335,6 +366,21 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     parse_space(suite.overrides, f"{where}: overrides")
+
+
+def _check_setting(d: DatasetEntry, where: str) -> None:
+    """A dataset entry's federated setting: known keys, values the knobs allow."""
+    if not isinstance(d.federation, dict):
+        raise ConfigError(f"{where}: datasets {d.name}: federation must be a mapping of {', '.join(SETTING_KEYS)}")
+    known = {f.name: f for f in dataclasses.fields(FederatedArgs) if f.name in SETTING_KEYS}
+    for key, value in d.federation.items():
+        if key not in known:
+            raise ConfigError(f"{where}: datasets {d.name}: federation: unknown key '{key}'; choose from: "
+                              f"{', '.join(SETTING_KEYS)}")
+        try:
+            d.federation[key] = check_value(known[key], value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: datasets {d.name}: federation: {e}") from None
 
 
 def apply_overrides(suite: SuiteSpec, **flags: Any) -> SuiteSpec:

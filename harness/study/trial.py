@@ -15,6 +15,7 @@ from harness.core.jsonio import dumps
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.data.root import use_data_root, use_teachers_dir
+from harness.study.clients import ray_clients
 from harness.study.suite import Resources
 
 RUNNER_KEY = "_runner"
@@ -170,8 +171,11 @@ def tune_trial(config: dict[str, Any]) -> None:
 
             torch.set_num_threads(max(1, int(runner["cpus"])))
             reporter.extra = placement()
-            reporter.finish(train_loop(trial_config, reporter=reporter, validate_every_epoch=not runner.get("final"),
-                                       checkpoints=checkpoints))
+            hooks = None
+            if runner.get("client_parallelism") == "ray":
+                hooks = Hooks(clients=ray_clients(trial_config, runner["cpus"], runner["gpus"]))
+            reporter.finish(train_loop(trial_config, reporter=reporter, hooks=hooks,
+                                       validate_every_epoch=not runner.get("final"), checkpoints=checkpoints))
             return
         _fit_torch_trainer(trial_config, runner, tune.get_context().get_trial_id())
     except Exception as e:  # noqa: BLE001 - a lost process is re-raised; every other error is the trial's outcome

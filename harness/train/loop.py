@@ -8,10 +8,15 @@ summary alone); distributed runs pass `Hooks` that wrap the model and the loader
     train_epoch(prepared, epoch)  one pass over the training batches
     evaluate(prepared, split)     the task's metrics of one split
     summarise(prepared, ...)      the run's JSON-serialisable summary
+
+A federated method (harness.methods.federated) runs the same loop with rounds for epochs: `train_round` has
+each sampled client run `local_epochs` of `train_epoch` on its shard (`client_update`), then the server
+aggregates (harness.train.federation).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -33,10 +38,12 @@ from harness.models.backbones import BACKBONES, Classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.tasks import Task, task_of
 from harness.train.cost import CostMeter
+from harness.train.federation import ClientTask, ClientUpdate, Federation
 from harness.train.inputs import load_data, predict
-from harness.train.optim import make_optimizer, make_scheduler
+from harness.train.optim import cosine_with_warmup, make_optimizer, make_scheduler
 
 Reporter = Callable[[dict[str, Any]], None]
+ClientRunner = Callable[[list[ClientTask], dict[str, torch.Tensor]], list[ClientUpdate]]
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Hooks:
     world_size: int = 1
     rank: int = 0
     sync_buffers: Callable[[nn.Module], None] = lambda m: None
+    clients: ClientRunner | None = None  # where a federated run's clients train; None: one after another, here
 
 
 class Checkpoints(Protocol):
@@ -99,6 +107,7 @@ class Prepared:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     objective: Objective
+    federation: Federation | None = None  # the server's side of a federated method's run
 
 
 @dataclass(frozen=True)
@@ -154,10 +163,14 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
                         prepare_loader=hooks.prepare_loader, log=log,
                         penalties=[p for p in (l1_penalty(trained, config.l1),) if p is not None])
     objective = method.objective(ctx)
+    federation = None
+    if method.server is not None:
+        Federation.check(config, task.name, hooks.world_size)
+        federation = Federation(config, method.server(config), inputs["train"], trained, bundle.num_classes)
     return Prepared(config=config, hooks=hooks, device=device, amp=amp, weights=weights, prep=prep, bundle=bundle,
                     task=task, headline=headline, model=model, cached=cached, inputs=inputs, trained=trained,
                     transform=transform, net=net, loader=loader, optimizer=optimizer, scheduler=scheduler,
-                    scaler=scaler, objective=objective)
+                    scaler=scaler, objective=objective, federation=federation)
 
 
 def check_names(config: TrialConfig) -> None:
@@ -264,7 +277,10 @@ def evaluate(p: Prepared, split: str) -> dict[str, Any]:
     p.hooks.sync_buffers(p.trained)
     outputs, targets = p.task.gather(lambda images: predict(p.trained, images, p.transform, p.device, p.amp),
                                      p.inputs[split])
-    return p.task.metrics(outputs, targets, p.bundle.num_classes)
+    metrics = p.task.metrics(outputs, targets, p.bundle.num_classes)
+    if p.federation is not None:
+        metrics.update(p.federation.client_metrics(outputs, targets))
+    return metrics
 
 
 def summarise(p: Prepared, status: str, epochs_completed: int, val: dict[str, Any] | None,
@@ -292,6 +308,8 @@ def summarise(p: Prepared, status: str, epochs_completed: int, val: dict[str, An
         summary["model"]["source_backbone"] = p.weights.network
     summary["model"].update(model.facts)
     for section, facts in p.objective.extras(status).items():
+        summary[section].update(facts)
+    for section, facts in (p.federation.facts(history, p.headline) if p.federation else {}).items():
         summary[section].update(facts)
     return summary
 
@@ -326,8 +344,10 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
     if saved is not None:
         epochs_completed, val, history = restore_state(p, cost, saved)
     validates = not config.train_on_val
+    step = train_round if p.federation is not None else train_epoch
+    validate_every_epoch = validate_every_epoch or p.federation is not None  # rounds to 90% need the curve
     for epoch in range(epochs_completed + 1, config.epochs + 1):
-        result = train_epoch(p, epoch)
+        result = step(p, epoch)
         cost.add(result.seconds, result.images)
         if result.diverged:
             status = "diverged"
@@ -363,7 +383,8 @@ def training_state(p: Prepared, epoch: int, val: dict[str, Any], history: list[d
             "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
             "scaler": p.scaler.state_dict(), "train_seconds": cost.train_seconds, "images": cost.images,
             "torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state() if generator else None,
-            "numpy_rng": _numpy_rng(), "python_rng": random.getstate()}
+            "numpy_rng": _numpy_rng(), "python_rng": random.getstate(),
+            **({"federation": p.federation.state_dict()} if p.federation else {})}
 
 
 def _numpy_rng() -> tuple[Any, ...]:
@@ -387,6 +408,8 @@ def restore_state(p: Prepared, cost: CostMeter, state: dict[str, Any]) -> tuple[
     name, key, pos, has_gauss, gauss = state["numpy_rng"]
     np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python_rng"])
+    if p.federation is not None:
+        p.federation.load_state_dict(state["federation"])
     return state["epoch"], state["val"], list(state["history"])
 
 
@@ -420,3 +443,51 @@ def train_loop(config: TrialConfig, reporter: Reporter | None = None, hooks: Hoo
     """Train and evaluate one configuration; return its JSON-serialisable summary."""
     return fit(config, reporter, hooks, log, validate_every_epoch=validate_every_epoch,
                checkpoints=checkpoints).summary
+
+
+def train_round(p: Prepared, round_: int) -> EpochResult:
+    """One federated round: the round's clients each train from the global weights (one after another here, or
+    through `hooks.clients`, e.g. as Ray tasks), then the server aggregates their updates into `p.trained`."""
+    start = time.perf_counter()
+    fed = p.federation
+    current = fed.global_state(p.trained)
+    tasks = fed.tasks(round_)
+    run = p.hooks.clients or (lambda ts, state: [client_update(p, state, t) for t in ts])
+    updates = sorted(run(tasks, current), key=lambda u: u.client)
+    samples = sum(u.samples for u in updates)
+    loss = sum(u.train_loss * u.samples for u in updates) / samples
+    images = sum(u.images for u in updates)
+    if any(u.diverged for u in updates):
+        return EpochResult(float("nan"), images, time.perf_counter() - start, diverged=True)
+    fed.aggregate(p.trained, current, updates)
+    finite = all(bool(torch.isfinite(w).all()) for w in p.trained.parameters())
+    return EpochResult(loss if finite else float("nan"), images, time.perf_counter() - start, diverged=not finite)
+
+
+def client_update(p: Prepared, current: dict[str, torch.Tensor], task: ClientTask) -> ClientUpdate:
+    """One client's round: the global weights and its kept entries loaded, then `local_epochs` of `train_epoch`
+    on its shard with a fresh optimiser; the learning rate follows the run's warm-up and cosine schedule over all
+    rounds x local epochs (one client for one round is a centralised run of local_epochs epochs)."""
+    fed, config = p.federation, p.config
+    p.trained.load_state_dict({**current, **task.kept}, strict=False)
+    torch.manual_seed(task.seed)
+    shard = p.inputs["train"].take(fed.shards[task.client])
+    loader = train_loader(config, shard, p.task, torch.Generator().manual_seed(task.seed))
+    local_epochs, steps = config.method_args.local_epochs, len(loader)
+    optimizer = make_optimizer(config, p.trained)
+    scheduler = cosine_with_warmup(optimizer, round(config.warmup_epochs * steps), config.epochs * local_epochs * steps,
+                                   start=(task.round - 1) * local_epochs * steps)
+    p.objective.start()
+    local = dataclasses.replace(p, loader=loader, optimizer=optimizer, scheduler=scheduler,
+                                scaler=torch.amp.GradScaler(p.device.type, enabled=p.amp == torch.float16))
+    results = []
+    for epoch in range(1, local_epochs + 1):
+        results.append(train_epoch(local, epoch))
+        if results[-1].diverged:
+            break
+    state = p.trained.state_dict()
+    return ClientUpdate(task.client, len(shard), {k: state[k].detach().clone() for k in fed.sent_keys},
+                        {k: state[k].detach().clone() for k in fed.kept_keys},
+                        train_loss=float(np.mean([r.train_loss for r in results])),
+                        images=sum(r.images for r in results), seconds=sum(r.seconds for r in results),
+                        diverged=results[-1].diverged)

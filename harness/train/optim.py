@@ -29,10 +29,12 @@ def make_scheduler(config: TrialConfig, optimizer: torch.optim.Optimizer,
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int,
-                       total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the base learning rate, then cosine decay to zero, stepped per batch."""
+                       total_steps: int, start: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the base learning rate, then cosine decay to zero, stepped per batch; `start` steps are
+    taken as done (a federated client's round continues the run's schedule)."""
 
     def factor(step: int) -> float:
+        step += start
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
