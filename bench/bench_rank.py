@@ -2,7 +2,8 @@
 target (`harness rank`: training features through each frozen network, then LogME, LEEP, NCE, H-score and GBC)
 against one linear-probe search cell on the same target (Ray Tune, the quick suite's budget).
 
-Prints both wall times and their ratio (target: at most 0.1), and the estimators' share of the scoring.
+Prints both wall times and their ratio (target: at most 0.1), the estimators' share of the scoring, and the
+scoring's CPU-seconds (one thread: well below its wall time means other work held the cores, and the ratio with it).
 Four sources are pretrained briefly first (not timed); the fifth candidate is a randomly initialised network.
 Scoring runs with the one CPU thread a search trial gets (`--threads 0`: torch's and BLAS's default; on a
 machine shared with other work, two OpenMP threads on two cores can be many times slower than one).
@@ -41,9 +42,9 @@ def main() -> None:
                    for spec in ("digits:0-4", "digits:0-2", "digits:0-1", "shapes?per_class=50")]
         entries = [f"checkpoint:{s}" for s in sources] + [f"{args.backbone}=none"]
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         records = rank(args.target, entries, args.backbone)
-        scoring = time.perf_counter() - t0
+        scoring, scoring_cpu = time.perf_counter() - t0, time.process_time() - c0
         estimators = sum(sum(r.seconds.values()) for r in records)
 
         suite = suite_from_dict({
@@ -63,7 +64,7 @@ def main() -> None:
     print(f"target {args.target} ({records[0].images} training images, 10 classes), {args.backbone}, "
           f"{torch.get_num_threads()} threads")
     print(f"  scoring 5 candidates:           {scoring:7.2f}s  (features {scoring - estimators:.2f}s, "
-          f"5 estimators {estimators:.2f}s)")
+          f"5 estimators {estimators:.2f}s; {scoring_cpu:.2f} CPU-seconds)")
     print(f"  one linear-probe search cell:   {search:7.2f}s  ({len(trials)} trials, "
           f"{sum(t.trial_seconds for t in trials):.1f} trial-seconds)")
     print(f"  ratio: {scoring / search:.3f} (target <= 0.1)")

@@ -12,6 +12,7 @@ from scipy import optimize, stats
 
 from harness.cli import main
 from harness.core.config import TrialConfig
+from harness.data.augment import batch_transform
 from harness.data.bundle import SealedSplit
 from harness.data.registry import DATASETS, load_dataset
 from harness.models.checkpoints import SOURCE_FORMAT, write_file
@@ -145,6 +146,19 @@ def test_features_are_those_the_linear_probe_caches(small_source):
     assert np.array_equal(tf.observation.labels, cached.labels.numpy())
     probs = tf.observation.source_probs
     assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1)  # the source classifier over digits 0-4
+
+
+def test_batched_channels_last_features_equal_one_plain_forward(small_source):
+    """The fast feature pass (CPU batches in channels-last) computes what one contiguous forward of the whole
+    split through the frozen network does."""
+    config = feature_config("digits:5-9", "resnet8", f"checkpoint:{small_source}", samples_per_class=10)
+    p = prepare(TrialConfig.from_dict({**config.to_dict(), "epochs": 1}))
+    transform = batch_transform(config, p.prep, p.bundle.flip, channels_last=False)
+    with torch.no_grad():
+        x = transform(p.bundle.train.images, train=False).contiguous()
+        plain = p.model.backbone.eval()(x)
+    assert x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(p.inputs["train"].images, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_a_source_without_its_classifier_or_a_random_network_is_refused_by_leep_and_nce(small_source, tmp_path):
