@@ -1,4 +1,4 @@
-"""Command line: `harness run | train | pretrain | rank | leaderboard | list | fetch`. Parses, calls, prints."""
+"""Command line: `harness run | status | train | pretrain | rank | leaderboard | list | fetch`. Parses, calls, prints."""
 
 from __future__ import annotations
 
@@ -257,6 +257,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.study.status import render, run_status
+
+    while True:
+        status = run_status(args.run_dir)
+        text = render(status)
+        if not args.watch:
+            print(text)
+            return 0
+        print("\033[H\033[J" + text, flush=True)  # clear the terminal, then the status
+        if status.ended is not None:
+            return 0
+        time.sleep(args.watch)
+
+
 @command("rank")
 def cmd_rank(args: argparse.Namespace) -> int:
     from harness.data.catalog import prepare_data
@@ -360,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimators", type=_csv, help="comma-separated estimators (default: all)")
     p.add_argument("--out", help="write the ranking as .csv or .json")
     add_data_flags(p)
+
+    p = sub.add_parser("status", help="where a run stands, from its folder alone (no Ray): cells finished, searching "
+                       "or waiting, trials done, best so far, time spent and left")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--watch", type=number, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                   help="refresh every SECONDS (default 10) until the run ends")
 
     p = sub.add_parser("leaderboard", help="merge run folders and print or write the leaderboard")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

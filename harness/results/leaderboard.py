@@ -91,11 +91,12 @@ def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
     return frame(load_records(run_dirs))
 
 
-def hardware(nodes: list[dict[str, Any] | None]) -> str | None:
+def hardware(nodes: list[dict[str, Any] | None]) -> str:
     """What the cost figures were measured on, from the final runs' placements: `cpu x8` (threads) or
-    `NVIDIA H100 80GB HBM3 x1` (GPUs each run saw), distinct ones joined; None for runs that recorded none."""
+    `NVIDIA H100 80GB HBM3 x1` (GPUs each run saw), distinct ones joined; `not recorded` for runs written
+    before records named their node."""
     seen = [f"{n['accelerator']} x{n['devices']}" for n in nodes if n and "accelerator" in n]
-    return "; ".join(dict.fromkeys(seen)) or None
+    return "; ".join(dict.fromkeys(seen)) or "not recorded"
 
 
 def frame(records: Records) -> pd.DataFrame:
