@@ -163,16 +163,6 @@ def freeze_depth(config: TrialConfig, num_stages: int) -> int:
     return config.method_args.freeze_depth
 
 
-SETTING_KEYS = ("clients", "alpha", "client_fraction")
-
-
-def setting(values: dict[str, Any]) -> str:
-    """A federated setting in words (`10 clients, alpha 0.1, fraction 1`; alpha 0 reads `iid`)."""
-    alpha = float(values.get("alpha", 0.0))
-    return (f"{int(values.get('clients', 10))} clients, {'iid' if alpha == 0 else f'alpha {alpha:g}'}, "
-            f"fraction {float(values.get('client_fraction', 1.0)):g}")
-
-
 for _name, _description, _args, _objective, _server in (
     ("fedavg", ("federated averaging: K clients train local_epochs on their shard per round, the server averages "
                 "their weights by samples"), FederatedArgs, ClientObjective, Server),

@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
-from harness.methods.federated import SETTING_KEYS, setting
+from harness.core.federation import SETTING_KEYS, setting
 from harness.results import transferability
 from harness.results.records import (CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, entry_label,
                                      target_label)

@@ -19,7 +19,8 @@ from harness.methods import METHODS
 from harness.models.backbones import BACKBONES, stage_count
 from harness.models.checkpoints import checkpoint_identity
 from harness.results.records import target_label
-from harness.methods.federated import FederatedArgs, SETTING_KEYS, setting
+from harness.core.federation import SETTING_KEYS, setting
+from harness.methods.federated import FederatedArgs
 from harness.study.clients import CLIENT_PARALLELISM
 from harness.study.spaces import Dist, method_space, parse_space, resolve_stages, space_to_data, spaces_dir, trial_count
 
