@@ -16,7 +16,7 @@ from scipy.stats import friedmanchisquare, ttest_ind, ttest_rel
 from harness.results import leaderboard as lb
 from harness.cli import main
 from harness.results.records import CellRecord, FinalRecord, TrialRecord
-from harness.results.report import pareto_front
+from harness.results.plots import pareto_front
 from harness.results.store import RunStore
 
 ACCS = {  # (dataset, samples_per_class, method) -> test accuracy of seeds 0, 1, 2
