@@ -14,4 +14,4 @@ from harness.results.leaderboard import (
     summary_matrix,
 )
 
-__all__ = ["LEVELS", "Records", "frame", "load", "load_records", "select", "summary_matrix"]
+__all__ = ["LEVELS", "Records", "frame", "load", "load_records", "render", "select", "summary_matrix", "write"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,15 +60,27 @@ def panels(n: int, width: float = 4.6, height: float = 3.2, per_row: int = 2) ->
     """One panel per dataset, at most `per_row` to a row."""
     rows, cols = math.ceil(n / per_row), min(n, per_row)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    fig.get_layout_engine().set(wspace=0.08, hspace=0.08)  # a gap between one panel's ticks and the next one's
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
 
 
-def legend_below(ax: plt.Axes, n: int) -> None:
-    """A legend under the axes (never over a neighbouring panel), in as many columns as fit."""
-    if n:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=min(2, n), frameon=False)
+def entry_styles(entries: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One colour and marker per entry, the same in every panel of a figure."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {e: {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)]}
+            for i, e in enumerate(dict.fromkeys(entries))}
+
+
+def figure_legend(fig: plt.Figure, styles: dict[str, dict[str, Any]], extra: Sequence[Any] = ()) -> None:
+    """One legend for the whole figure, below the panels (the layout makes room: it never covers a panel)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="", **style, label=e) for e, style in styles.items()] + list(extra)
+    long = max((len(e) for e in styles), default=0) > 40
+    fig.legend(handles=handles, loc="outside lower center", ncols=1 if long else min(3, len(handles)), fontsize=7,
+               frameon=False)
 
 
 def label_of(metric: str) -> str:
@@ -112,11 +125,12 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
         return None
     ts = targets(d)
     fig, axes = panels(len(ts))
+    styles = entry_styles(d.entry)
     for ax, t in zip(axes, ts):
         rows = d[d.target == t].reset_index(drop=True)
         cost, acc = rows[col].astype(float).tolist(), rows.test_score.astype(float).tolist()
-        for i, (c, a, name) in enumerate(zip(cost, acc, rows.entry)):
-            ax.scatter([c], [a], marker=MARKERS[i % len(MARKERS)], label=name, zorder=3)
+        for c, a, name in zip(cost, acc, rows.entry):
+            ax.scatter([c], [a], zorder=3, **styles[name])
         front = pareto_front(cost, acc)
         ax.plot([cost[i] for i in front], [acc[i] for i in front], "-", color="#d2542a", label="Pareto front")
         if min(cost) > 0:
@@ -124,7 +138,9 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
         ax.set_title(t, fontsize=10)
         ax.set_xlabel(label, fontsize=8)
         ax.set_ylabel(f"test {label_of(rows.metric.iloc[0])}", fontsize=8)
-        legend_below(ax, len(rows) + 1)
+    from matplotlib.lines import Line2D
+
+    figure_legend(fig, styles, [Line2D([], [], color="#d2542a", label="Pareto front")])
     return fig
 
 
@@ -137,18 +153,17 @@ def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure
         return None
     ts = targets(d)
     fig, axes = panels(len(ts))
+    styles = entry_styles([d.loc[t.cell_id, "entry"] for t in curves if t.cell_id in d.index])
     for ax, target in zip(axes, ts):
-        n = 0
         for t in curves:
             if t.cell_id in d.index and d.loc[t.cell_id, "target"] == target:
                 h = [row for row in t.history if row.get(t.metric) is not None]
-                ax.plot([row["epoch"] for row in h], [row[t.metric] for row in h], marker=".",
-                        label=d.loc[t.cell_id, "entry"])
-                n += 1
+                ax.plot([row["epoch"] for row in h], [row[t.metric] for row in h], markersize=4,
+                        **styles[d.loc[t.cell_id, "entry"]])
         ax.set_title(target, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(label_of(curves[0].metric), fontsize=8)
-        legend_below(ax, n)
+    figure_legend(fig, styles)
     return fig
 
 
@@ -161,6 +176,7 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
         return None
     ts = targets(d)
     fig, axes = panels(len(ts))
+    styles = entry_styles([d.loc[t.cell_id, "entry"] for t in points])
     for ax, target in zip(axes, ts):
         by_entry: dict[str, list[tuple[float, float, str]]] = {}
         for t in points:
@@ -169,15 +185,16 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
         for entry, pts in by_entry.items():
             full = [(lr, v) for lr, v, s in pts if s == "ok"]
             early = [(lr, v) for lr, v, s in pts if s != "ok"]
-            line = ax.scatter([p[0] for p in full], [p[1] for p in full], label=entry)
+            style = styles[entry]
+            ax.scatter([p[0] for p in full], [p[1] for p in full], **style)
             if early:
-                ax.scatter([p[0] for p in early], [p[1] for p in early], facecolors="none",
-                           edgecolors=line.get_facecolor()[0] if len(line.get_facecolor()) else "#888")
+                ax.scatter([p[0] for p in early], [p[1] for p in early], marker=style["marker"], facecolors="none",
+                           edgecolors=style["color"])
         ax.set_xscale("log")
         ax.set_title(target, fontsize=10)
         ax.set_xlabel("learning rate", fontsize=8)
         ax.set_ylabel(label_of(points[0].metric), fontsize=8)
-        legend_below(ax, len(by_entry))
+    figure_legend(fig, styles)
     return fig
 
 
@@ -343,7 +360,8 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
             views.append((cell, keys, ts))
     if not views:
         return None
-    fig, axes = panels(len(views), width=1.4 + 1.1 * max(len(k) + 1 for _, k, _ in views), height=3.0)
+    width = 1.4 + 1.1 * max(len(k) + 1 for _, k, _ in views)
+    fig, axes = panels(len(views), width=width, height=3.0)
     cmap = plt.get_cmap("viridis")
     for ax, (cell, keys, ts) in zip(axes, views):
         columns = [_axis([t.config[k] for t in ts], _log_scaled(cell.space.get(k))) for k in keys]
@@ -363,6 +381,6 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
         ax.set_yticks([])
         ax.set_ylim(-0.12, 1.12)
         ax.set_xlim(-0.3, len(columns) - 0.7)
-        ax.set_title(f"{d.loc[cell.cell_id, 'target']} · {d.loc[cell.cell_id, 'entry']} ({len(ts)} trials)",
-                     fontsize=8)
+        title = f"{d.loc[cell.cell_id, 'target']} · {d.loc[cell.cell_id, 'entry']} ({len(ts)} trials)"
+        ax.set_title(textwrap.fill(title, width=int(10 * width)), fontsize=8)  # long names wrap within the panel
     return fig
