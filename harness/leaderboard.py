@@ -10,8 +10,10 @@ from harness.results.leaderboard import (
     frame,
     load,
     load_records,
+    render,
     select,
     summary_matrix,
+    write,
 )
 
 __all__ = ["LEVELS", "Records", "frame", "load", "load_records", "render", "select", "summary_matrix", "write"]
