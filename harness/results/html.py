@@ -63,7 +63,7 @@ function apply(){
     r.hidden=!want.every(([k,v])=>k==='text'?r.textContent.toLowerCase().includes(v.toLowerCase())
       :(r.dataset[k]===undefined||r.dataset[k]===v));});
 }
-controls.forEach(c=>c.addEventListener('input',apply));
+controls.forEach(c=>['input','change'].forEach(e=>c.addEventListener(e,apply)));
 window.addEventListener('load',()=>{document.body.dataset.imagesLoaded=
   [...document.images].filter(i=>i.complete&&i.naturalWidth>0).length;});
 })();
