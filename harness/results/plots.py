@@ -360,8 +360,8 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
             views.append((cell, keys, ts))
     if not views:
         return None
-    width = 1.4 + 1.1 * max(len(k) + 1 for _, k, _ in views)
-    fig, axes = panels(len(views), width=width, height=3.0)
+    width = 1.2 + 0.75 * max(len(k) + 1 for _, k, _ in views)
+    fig, axes = panels(len(views), width=width, height=2.6)
     cmap = plt.get_cmap("viridis")
     for ax, (cell, keys, ts) in zip(axes, views):
         columns = [_axis([t.config[k] for t in ts], _log_scaled(cell.space.get(k))) for k in keys]
@@ -382,5 +382,5 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
         ax.set_ylim(-0.12, 1.12)
         ax.set_xlim(-0.3, len(columns) - 0.7)
         title = f"{d.loc[cell.cell_id, 'target']} · {d.loc[cell.cell_id, 'entry']} ({len(ts)} trials)"
-        ax.set_title(textwrap.fill(title, width=int(10 * width)), fontsize=8)  # long names wrap within the panel
+        ax.set_title(textwrap.fill(title, width=int(11 * width)), fontsize=8)  # long names wrap within the panel
     return fig
