@@ -222,6 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         eprint(f"harness: warning: --results-dir={args.results_dir} is relative inside a Ray Job: run folders go to "
                f"{copy / args.results_dir} on this node; give a folder on shared storage to keep them")
     use_data_root(args.data_root)
+    if args.mlflow:  # a missing package is named before anything runs
+        from harness.results.tracking import client
+
+        client(args.mlflow)
     resolved = runner.resolve(args)
     suite = resolved[0]
     specs = [d.name for d in suite.datasets] + [s.dataset for s in suite.sources.values()]
@@ -254,6 +258,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         eprint(f"wrote {args.out} ({fmt}, {len(df)} cells from {len(records.runs)} run(s))")
     else:
         sys.stdout.write(lb.render(df, fmt, records).decode())
+    if args.mlflow:
+        from harness.results.tracking import export_run
+
+        for run_dir in records.runs:
+            added = export_run(args.mlflow, run_dir)
+            eprint(f"mlflow: {run_dir} -> {args.mlflow} ({added['cell']} cells, {added['trial']} trials and "
+                   f"{added['final']} finals added)")
     return 0
 
 
@@ -336,6 +347,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results", help="where run folders go (default: results)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
     p.add_argument("--dry-run", action="store_true", help="print the cells, trial counts and resources; train nothing")
+    p.add_argument("--mlflow", metavar="URI", help="also log every trial, final run and cell to MLflow at this "
+                   "tracking URI (file:PATH, http://HOST:PORT, ...; needs pip install -e '.[mlflow]')")
     add_data_flags(p)
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and trial tables")
 
@@ -395,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="force the sort direction")
     p.add_argument("--dataset", type=_csv, help="only these datasets (comma-separated)")
     p.add_argument("--method", type=_csv, help="only these methods (comma-separated)")
+    p.add_argument("--mlflow", metavar="URI", help="log each run folder (run, cells with their leaderboard rows, "
+                   "trials, finals, leaderboard files) to MLflow at this tracking URI")
     return parser
 
 

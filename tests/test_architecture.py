@@ -21,6 +21,7 @@ ALLOWED = {
     "results": {"core", "ranking"},
     "study": {"core", "ranking", "data", "models", "tasks", "methods", "train", "results"},
     "cli": {"core", "ranking", "data", "models", "tasks", "methods", "train", "results", "study"},
+    "leaderboard": {"core", "ranking", "results"},
 }
 
 

@@ -169,4 +169,4 @@ class DatasetBundle:
         return {"dataset": self.name, "num_classes": self.num_classes, "channels": self.channels,
                 "image_size": self.image_size, "train": len(self.train), "val": len(self.val),
                 "test": len(self.test), "metric": self.metric,
-                "storage": "memory" if self.in_memory else "files"}
+                "storage": "memory" if self.in_memory else "files", "class_names": list(self.class_names)}

@@ -20,7 +20,7 @@ import pandas as pd
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
 from harness.core.federation import SETTING_KEYS, setting
-from harness.results import transferability
+from harness.results import frames, transferability
 from harness.results.records import (CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, entry_label,
                                      target_label)
 from harness.results.stats import (ALPHA, BEST, TOO_FEW, Friedman, average_ranks, compare, friedman, holm,
@@ -86,9 +86,23 @@ def load_records(run_dirs: Iterable[Path | str]) -> Records:
     return Records(list(finals.values()), list(cells.values()), list(trials.values()), runs, list(estimates.values()))
 
 
-def load(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
-    """The leaderboard of one or more run folders as a DataFrame (one row per cell); columns in the README."""
-    return frame(load_records(run_dirs))
+LEVELS = ("cell", "trial", "final")
+
+
+def load(run_dirs: Iterable[Path | str] | Path | str, level: str = "cell") -> pd.DataFrame:
+    """One or more run folders as a DataFrame: `cell` the leaderboard (one row per cell, the columns of
+    leaderboard.csv), `trial` one row per search trial, `final` one row per seeded final run (the fields of
+    records.jsonl, nested objects as `config.lr`, `test.accuracy`)."""
+    if level not in LEVELS:
+        raise ConfigError(f"level={level!r}: choose from: {', '.join(LEVELS)}")
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    records = load_records(run_dirs)
+    if level == "trial":
+        return frames.trial_frame(records.trials)
+    if level == "final":
+        return frames.final_frame(records.finals)
+    return frame(records)
 
 
 def hardware(nodes: list[dict[str, Any] | None]) -> str:
@@ -350,8 +364,8 @@ def render(df: pd.DataFrame, fmt: str, records: Records | None = None) -> bytes:
 
         records = records or Records()
         m = summary_matrix(df)
-        return report.render(df, m, records.trials, records.runs, _display, metric_names(m.attrs["metrics"]),
-                             records.estimates).encode()
+        return report.render(df, m, records.trials, records.runs, metric_names(m.attrs["metrics"]),
+                             records.estimates, records.finals, records.cells).encode()
     text = {"text": lambda: to_text(df) + "\n", "md": lambda: to_markdown(df),
             "csv": lambda: df.to_csv(index=False),
             "json": lambda: df.to_json(orient="records", indent=2) + "\n"}[fmt]()

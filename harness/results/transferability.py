@@ -186,7 +186,7 @@ def report_section(df: pd.DataFrame, estimates: list[EstimateRecord], png: Calla
               "split before any training; per target and method, weighted Kendall tau (scipy.stats.weightedtau) "
               "and Spearman rho between its scores and the mean test scores, over the candidates it scored.</p>")]
     if not table.empty:
-        parts.append(table.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3f}", classes="estimates"))
+        parts.append(table.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3f}", classes="estimates"))
     if fig is not None:
         parts.append(f"<figure><img alt='estimates against test scores' src='data:image/png;base64,{png(fig)}'>"
                      f"<figcaption>{html.escape('x: the estimate; y: the mean test score of the trained cell.')}"

@@ -22,6 +22,7 @@ from harness.study import interrupt
 from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials,
                                   runner_fields, trial_callback)
 from harness.study.suite import Cell
+from harness.study.tracking import Tracking
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY, placement_of
 
 SUMMARY_FIELDS = ("config", "config_hash", "val", "test", "cost", "model", "data", "epochs_completed")
@@ -60,7 +61,8 @@ def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool = False, claim: Claim = lambda name: (name, False)) -> list[FinalRecord]:
+               verbose: bool = False, claim: Claim = lambda name: (name, False),
+               tracking: Tracking | None = None) -> list[FinalRecord]:
     """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records.
     `claim(name)` records each Tuner as this run's and says whether to restore it; after a stop no group starts."""
     groups: dict[tuple, list[FinalJob]] = {}
@@ -78,7 +80,7 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
     for group in groups.values():
         if interrupt.requested():
             break
-        records += store.append(_run_group(group, storage, report, verbose, claim))
+        records += store.append(_run_group(group, storage, report, verbose, claim, tracking))
     return records
 
 
@@ -98,7 +100,7 @@ def final_record(job: FinalJob, result: Any, trial: Any = None) -> FinalRecord:
 
 
 def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], verbose: bool,
-               claim: Claim) -> list[FinalRecord]:
+               claim: Claim, tracking: Tracking | None = None) -> list[FinalRecord]:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -111,7 +113,9 @@ def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], 
     # no Tune metric: nothing is selected among final runs, and one that trains on validation reports no val_
     tuner = make_tuner(name, space, first.resources, None, None, storage,
                        trial_callback(name, report, test_metric(first)), verbose, everything_that_fits,
-                       restore=restore)
+                       restore=restore,
+                       more_callbacks=(tracking.callback(list({j.cell.cell_id: j.cell for j in jobs}.values())),)
+                       if tracking else ())
     with interrupt.tune_running():
         grid = tuner.fit()
     records = {}

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import yaml
 
@@ -39,6 +39,8 @@ from harness.study.progress import Progress
 from harness.study.spaces import SPACES_ENV, spaces_dir
 from harness.study.suite import HEADLINE, Cell, Resources, SuiteSpec, apply_overrides, load_suite, suite_from_dict
 
+if TYPE_CHECKING:
+    from harness.study.tracking import Tracking
 
 
 def eprint(*args: object) -> None:
@@ -251,18 +253,36 @@ def _execute(plan: Plan, store: RunStore, args: argparse.Namespace, facts: dict[
     store.append(run_sources(plan, print))
     store.append(prepare_networks(plan.of_kind("teacher"), suite.resources, print))
     store.append(run_estimates(plan.of_kind("estimate"), store, print))
+    tracking = mlflow_tracking(args, store, suite)
     cells = run_suite(plan.cells, store, facts["storage_path"], args.verbose,
                       before_finals=lambda configs: store.append(prepare_networks(plan.preparations_for(configs),
-                                                                                  suite.resources, print)))
+                                                                                  suite.resources, print)),
+                      tracking=tracking)
     interrupt.check()
     print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
     from harness.results.leaderboard import write_run_outputs
 
     print(write_run_outputs(store.dir))
+    if tracking is not None:
+        added = tracking.finish(store.dir)
+        print(f"mlflow: {tracking.uri}, experiment '{tracking.experiment}', run {tracking.run_id} "
+              f"({added['cell']} cells, {added['trial']} trials and {added['final']} finals added after the run)")
     problems = unfinished_cells(cells, store)
     for line in problems:
         eprint(f"harness: {line}")
     return 1 if problems else 0
+
+
+def mlflow_tracking(args: argparse.Namespace, store: RunStore, suite: SuiteSpec) -> "Tracking | None":
+    """Where `--mlflow URI` logs this run (the experiment is the suite's name), checked before any trial starts."""
+    uri = getattr(args, "mlflow", None)
+    if not uri:
+        return None
+    from harness.study.tracking import Tracking
+
+    tracking = Tracking(uri, suite.name, store.run_id)
+    tracking.start()
+    return tracking
 
 
 def stopped_message(store: RunStore, signum: int) -> str:
@@ -360,7 +380,8 @@ def _prepare(preparation: Preparation, threads: int, env: dict[str, str]) -> flo
 
 def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbose: bool = False,
               progress: Progress | None = None,
-              before_finals: Callable[[list[TrialConfig]], None] | None = None) -> list[CellRecord]:
+              before_finals: Callable[[list[TrialConfig]], None] | None = None,
+              tracking: "Tracking | None" = None) -> list[CellRecord]:
     """Search every cell whose search is not complete in `store` (recognised by its hash; an interrupted search
     continues), then run all the final seeds not yet done together; `before_finals` gets the finals'
     configurations first (to train what they need, e.g. their teachers). After a stop (`interrupt`) nothing
@@ -431,7 +452,7 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         else:
             todo.append((i, cell))
     parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
-    for i, cell, trials in search_cells(todo, where, progress, verbose, parallel, claim):
+    for i, cell, trials in search_cells(todo, where, progress, verbose, parallel, claim, tracking):
         if not interrupt.requested():  # the Tuner ran to its end: a trial not seen ending ended in a session before
             trials = [dataclasses.replace(t, status="stopped_early") if t.status == "interrupted" else t
                       for t in trials]
@@ -448,7 +469,7 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
     if jobs and before_finals is not None and not interrupt.requested():
         before_finals([final_config(job) for job in jobs])
     if jobs and not interrupt.requested():
-        for r in run_finals(jobs, store, where, progress, verbose, claim):
+        for r in run_finals(jobs, store, where, progress, verbose, claim, tracking):
             finals[r.cell_id] = [f for f in finals.get(r.cell_id, []) if f.seed != r.seed] + [r]
     if interrupt.requested():
         return [records[c.cell_id] for c in cs if c.cell_id in records]

@@ -14,7 +14,6 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
@@ -31,8 +30,10 @@ from harness.study import interrupt  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
+from harness.study.tracking import Tracking  # noqa: E402
 from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
-                                 is_infrastructure_failure, placement_of, release_train_resources, schedule_timeout_s, tune_trial)
+                                 is_infrastructure_failure, placement_of, release_train_resources, schedule_timeout_s,
+                                 trial_status, tune_trial)
 
 CONNECT_TIMEOUT_S = 5
 PROBE_TIMEOUT_S = 3
@@ -192,7 +193,7 @@ def max_failures() -> int:
 def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, metric: str | None, mode: str | None,
                storage: str,
                callback: Any, verbose: bool, search_alg: Any, scheduler: Any = None, num_samples: int = 1,
-               restore: bool = False):
+               restore: bool = False, more_callbacks: tuple[Any, ...] = ()):
     """A Tuner over `tune_trial`, or with `restore` (an experiment this run started before) the interrupted one
     of the same name restored from `storage`; its unfinished and lost trials run again, from their last
     checkpoints. An experiment folder that is not this run's is refused, never unpickled.
@@ -218,7 +219,7 @@ def make_tuner(name: str, param_space: dict[str, Any], resources: Resources, met
                                     search_alg=search_alg, reuse_actors=not multi,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=2 if verbose else 0,
-                                  callbacks=[callback], failure_config=tune.FailureConfig(max_failures=max_failures()),
+                                  callbacks=[callback, *more_callbacks], failure_config=tune.FailureConfig(max_failures=max_failures()),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
 
@@ -282,18 +283,6 @@ def cell_fields(cell: Cell) -> dict[str, Any]:
             "method": cell.method, "backbone": cell.backbone.name, "weights": cell.weights}
 
 
-def trial_status(last: Mapping[str, Any] | None, failed: bool = False) -> str:
-    """How a trial ended, from its last reported row: error (it raised, or reported an error), diverged (a NaN
-    loss), ok (it reported the run's summary, which only the last epoch does) or stopped_early (the scheduler
-    ended it before that)."""
-    last = last or {}
-    if failed or last.get("status") == "error":
-        return "error"
-    if last.get("status") == "diverged":
-        return "diverged"
-    return "ok" if "summary" in last else "stopped_early"
-
-
 def outcome(result: Any, ended: bool = True) -> tuple[str, dict[str, Any] | None, str | None]:
     """(status, the training loop's summary if it reported one, error message) of one Tune result. A trial
     that did not end (`ended`: its Tuner was stopped first) or failed by a stop is `interrupted`; one that
@@ -354,10 +343,10 @@ Claim = Callable[[str], tuple[str, bool]]  # a Tuner's base name -> (this run's 
 
 
 def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
-               experiment: tuple[str, bool] | None = None) -> list[TrialRecord]:
+               experiment: tuple[str, bool] | None = None, tracking: Tracking | None = None) -> list[TrialRecord]:
     """Search one cell with its own Tuner on the validation split, in `experiment` (name, and whether to restore
     and continue this run's earlier search of it); returns its trial records (not yet stored), those a stop left
-    unfinished `interrupted`."""
+    unfinished `interrupted`. With `tracking`, Tune logs each trial to MLflow too."""
     metric = cell.search.metric
     concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
     space, scheduler, search_alg = search_parts(cell, concurrency)
@@ -365,7 +354,8 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
     name, restore = experiment or (search_name(cell), False)
     tuner = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
                        cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
-                       verbose, search_alg, scheduler, cell.search.num_samples, restore)
+                       verbose, search_alg, scheduler, cell.search.num_samples, restore,
+                       (tracking.callback([cell]),) if tracking else ())
     with interrupt.tune_running():
         grid = tuner.fit()
     search_seconds = time.time() - t0
@@ -388,15 +378,15 @@ class CellSearcher:
         return os.getpid()
 
     def search(self, index: int, cell: Cell, storage: str, verbose: bool,
-               experiment: tuple[str, bool]) -> list[TrialRecord]:
+               experiment: tuple[str, bool], tracking: Tracking | None = None) -> list[TrialRecord]:
         def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
             self.events.put((index, status, value, seconds))
 
-        return search_one(cell, storage, sink, verbose, experiment)
+        return search_one(cell, storage, sink, verbose, experiment, tracking)
 
 
 def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
-                 parallel: int = 2, claim: Claim = lambda name: (name, False)
+                 parallel: int = 2, claim: Claim = lambda name: (name, False), tracking: Tracking | None = None
                  ) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
     """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
     `claim(name)` is asked before each cell's Tuner starts: it records the experiment as this run's, under a
@@ -424,7 +414,7 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
             if interrupt.requested():
                 return
             yield i, cell, search_one(cell, storage, lambda _c, *rest, i=i: report(i, *rest), verbose,
-                                      claim(search_name(cell)))
+                                      claim(search_name(cell)), tracking)
         return
     events = Queue(actor_options={"num_cpus": 0})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -452,8 +442,8 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
             while waiting and free:
                 i, cell = waiting.pop(0)
                 searcher = free.pop()
-                running[searcher.search.remote(i, cell, storage, verbose, claim(search_name(cell)))] = (i, cell,
-                                                                                                      searcher)
+                running[searcher.search.remote(i, cell, storage, verbose, claim(search_name(cell)),
+                                               tracking)] = (i, cell, searcher)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
             drain()
             for ref in ready:

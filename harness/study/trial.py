@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from harness.train.loop import Hooks, train_loop
@@ -352,3 +353,15 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     reporter = _DeferLast(lambda row: ray.train.report(row), loop_config.get("metric", ""), placement())
     reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks,
                                validate_every_epoch=not loop_config["final"]))
+
+
+def trial_status(last: Mapping[str, Any] | None, failed: bool = False) -> str:
+    """How a trial ended, from its last reported row: error (it raised, or reported an error), diverged (a NaN
+    loss), ok (it reported the run's summary, which only the last epoch does) or stopped_early (the scheduler
+    ended it before that)."""
+    last = last or {}
+    if failed or last.get("status") == "error":
+        return "error"
+    if last.get("status") == "diverged":
+        return "diverged"
+    return "ok" if "summary" in last else "stopped_early"

@@ -15,6 +15,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 from harness.tasks.base import Task, register
 
 ECE_BINS = 15
+CONFUSION_MAX_CLASSES = 100  # above this the matrix (classes squared counts) is left out of the records
 
 
 def linear_head(feature_dim: int, num_classes: int, dropout: float) -> nn.Module:
@@ -28,7 +29,8 @@ def cross_entropy(label_smoothing: float) -> nn.Module:
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, object]:
-    """Accuracy, top-5, macro-F1, macro one-vs-rest ROC AUC, NLL, ECE and per-class accuracy of one split."""
+    """Accuracy, top-5, macro-F1, macro one-vs-rest ROC AUC, NLL, ECE, per-class accuracy and (up to
+    CONFUSION_MAX_CLASSES classes) the confusion matrix (rows: true class, columns: predicted) of one split."""
     logits = logits.detach().float().cpu()
     labels = labels.detach().long().cpu()
     probs = torch.softmax(logits, dim=1)
@@ -46,6 +48,8 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
         "ece": float(multiclass_calibration_error(probs, labels, num_classes=num_classes, n_bins=ECE_BINS, norm="l1")),
         "per_class_accuracy": [None if math.isnan(v) else float(v) for v in per_class],
     }
+    if num_classes <= CONFUSION_MAX_CLASSES:
+        out["confusion_matrix"] = skm.confusion_matrix(y, pred, labels=classes).tolist()
     if num_classes > 5:
         out["top5_accuracy"] = float(skm.top_k_accuracy_score(y, p, k=5, labels=classes))
     return out
