@@ -21,7 +21,7 @@ from harness.data.root import data_root
 from harness.data.splits import class_subset, few_shot, resize
 
 DATASETS: Registry[Callable[..., DatasetBundle]] = Registry("dataset")
-PATH_DATASETS = {"folder"}
+PATH_DATASETS = {"folder", "coco"}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
@@ -80,6 +80,8 @@ def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
     needs_path = name in PATH_DATASETS
     bundle = _call_with_options(spec, name, arg if needs_path else None, options, split_seed, root)
     if not needs_path and arg is not None:
+        if bundle.task != "classification":
+            raise ConfigError(f"dataset '{spec}': class subsets (':{arg}') are for classification datasets")
         bundle = class_subset(bundle, arg)
     return replace(bundle, name=spec)
 
@@ -99,6 +101,9 @@ def derive(bundle: DatasetBundle, samples_per_class: int = 0, seed: int = 0, ima
     """A loaded bundle with a few-shot subset of training and validation drawn by `seed` (see `few_shot`),
     then resized to `image_size` (see load_dataset); nothing is loaded again."""
     if samples_per_class:
+        if bundle.task != "classification":
+            raise ConfigError(f"dataset '{bundle.name}': samples_per_class={samples_per_class}: few-shot subsets are "
+                              f"for classification datasets (a {bundle.task} image holds several classes)")
         bundle = few_shot(bundle, samples_per_class, seed, val_per_class)
     if image_size and (image_size != bundle.image_size or not bundle.in_memory):
         bundle = resize(bundle, image_size, resize_size)
@@ -110,3 +115,8 @@ def headline_metric(spec: str) -> str:
     name, _, options = parse_spec(spec)
     factory = DATASETS.get(name)
     return factory.headline(options) if hasattr(factory, "headline") else "accuracy"
+
+
+def dataset_task(spec: str) -> str:
+    """The task a dataset names (what its images are labelled with), known without loading it."""
+    return getattr(DATASETS.get(parse_spec(spec)[0]), "task", "classification")

@@ -23,6 +23,11 @@ def outputs_and_labels(predict: Predict, split: AnySplit) -> tuple[torch.Tensor,
     return predict(split), split.labels
 
 
+def logits_loss(net: nn.Module, x: Any, y: Any, criterion: nn.Module) -> torch.Tensor:
+    """The criterion on the network's outputs for a batch (a task whose network returns predictions)."""
+    return criterion(net(x), y)
+
+
 @dataclass(frozen=True)
 class Task:
     """What is predicted and how it is scored.
@@ -34,6 +39,13 @@ class Task:
     dataset may name as its headline (`DatasetBundle.metric`); `shown` are those on the per-epoch progress
     line; `scalars` every scalar metric `metrics` may return (a diverged epoch reports each as NaN, so a
     search on any of them sees a value).
+
+    A task whose network is not a backbone plus a head on flat features (detection) says so: `build(config,
+    weights, num_classes, prep)` makes its whole network (None: backbone and `head`); `loss(net, x, y,
+    criterion)` is one batch's training loss; `batch_transform` whether the loop's batch pipeline
+    (normalisation, crop, flip) applies, else the network takes uint8 images and normalises them itself;
+    `caches_features` whether a fully frozen backbone's features may be cached; `unused` the hyperparameters
+    that mean nothing for it (searches leave them out, configs must keep them at their defaults).
     """
 
     name: str
@@ -46,6 +58,21 @@ class Task:
     gather: Callable[[Predict, AnySplit], tuple[Any, Any]] = outputs_and_labels
     collate: Callable[[list[Any]], Any] | None = None
     scalars: tuple[str, ...] = ()
+    build: Callable[..., nn.Module] | None = None
+    loss: Callable[[nn.Module, Any, Any, nn.Module], torch.Tensor] = logits_loss
+    batch_transform: bool = True
+    caches_features: bool = True
+    unused: tuple[str, ...] = ()
+
+    def check_config(self, config: Any) -> None:
+        """Refuse hyperparameters this task has no use for when set away from their defaults."""
+        from dataclasses import fields
+
+        defaults = {f.name: f.default for f in fields(config)}
+        for key in self.unused:
+            if getattr(config, key) != defaults[key]:
+                raise ConfigError(f"{key}={getattr(config, key)!r}: not used by {self.name} "
+                                  f"(keep it at {defaults[key]!r})")
 
     def headline(self, bundle: DatasetBundle) -> str:
         """The bundle's headline metric, checked to be one this task computes."""
@@ -60,6 +87,13 @@ TASKS: Registry[Task] = Registry("task")
 
 def register(task: Task) -> Task:
     return TASKS.register(task.name, task.description)(task)
+
+
+def task_named(name: str, where: str) -> Task:
+    """A registered task by name; an unknown one is a one-line error naming `where` it was asked for."""
+    if name not in TASKS:
+        raise ConfigError(f"{where}: {TASKS.unknown_message(name)}")
+    return TASKS.get(name)
 
 
 def task_of(bundle: DatasetBundle) -> Task:

@@ -62,7 +62,7 @@ def _three(v: tuple[float, ...]) -> tuple[float, ...]:
 def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
             amp: torch.dtype | None) -> torch.Tensor:
     """Outputs (logits or features) of a tensor of inputs or of a split's images (in memory or decoded from
-    files), in evaluation mode, in batches."""
+    files), in evaluation mode, in batches; a network returning one dict per image (a detector) gives their list."""
     was_training = model.training
     model.eval()
     out = []
@@ -74,6 +74,12 @@ def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchT
         if transform is not None:
             x = transform(x, train=False)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out.append(model(x).float().cpu())
+            y = model(x)
+        if isinstance(y, torch.Tensor):
+            out.append(y.float().cpu())
+        else:  # one dict of tensors per input (a detector's boxes)
+            out.extend({k: v.cpu() for k, v in d.items()} for d in y)
     model.train(was_training)
+    if out and not isinstance(out[0], torch.Tensor):
+        return out
     return torch.cat(out) if out else torch.empty(0)
