@@ -72,8 +72,8 @@ def read_voc(root: str, year: str, image_set: str) -> DetectionSplit:
 
     try:
         ds = VOCDetection(root, year=year, image_set=image_set, download=False)
-    except (RuntimeError, FileNotFoundError) as e:
-        raise ConfigError(f"dataset 'voc': VOC{year} {image_set} not found under {Path(root) / 'VOCdevkit'} ({e}); "
+    except (RuntimeError, FileNotFoundError):
+        raise ConfigError(f"dataset 'voc': VOC{year} {image_set} not found under {Path(root) / 'VOCdevkit'}; "
                           f"run `harness fetch voc --data-root {root}` where there is internet") from None
     targets = tuple(voc_target(ds.parse_voc_xml(ET.parse(path).getroot()))[0] for path in ds.annotations)
     return DetectionSplit(targets, paths=tuple(ds.images), nominal_size=VOC_SIZE)

@@ -14,6 +14,7 @@ import torch.nn as nn
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
 from harness.data.bundle import AnySplit, DatasetBundle
+from harness.models.backbones import BACKBONES
 
 Predict = Callable[[AnySplit], torch.Tensor]  # the network's outputs for a split's inputs, in order
 
@@ -65,9 +66,15 @@ class Task:
     unused: tuple[str, ...] = ()
 
     def check_config(self, config: Any) -> None:
-        """Refuse hyperparameters this task has no use for when set away from their defaults."""
+        """Refuse a network made for another task, and hyperparameters this task has no use for when set away
+        from their defaults."""
         from dataclasses import fields
 
+        made_for = BACKBONES.get(config.backbone).task
+        if made_for != self.name:
+            names = [n for n in BACKBONES if BACKBONES.get(n).task == self.name]
+            raise ConfigError(f"backbone '{config.backbone}' is a {made_for} network; dataset '{config.dataset}' is "
+                              f"{self.name}: choose from: {', '.join(names)}")
         defaults = {f.name: f.default for f in fields(config)}
         for key in self.unused:
             if getattr(config, key) != defaults[key]:
