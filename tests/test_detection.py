@@ -185,8 +185,8 @@ def test_a_harness_source_network_becomes_the_small_detectors_backbone(source_ch
     ({"method": "distill"}, "method 'distill': not for detection (dataset 'shapes_det'); it is for classification"),
     ({"method": "multibranch"}, "method 'multibranch': not for detection"),
     ({"dropout": 0.2}, "dropout=0.2: not used by detection (keep it at 0.0)"),
-    ({"backbone": "resnet8"}, "backbone 'resnet8' is a classification network; dataset 'shapes_det' is detection: "
-                              "choose from: fcos_resnet8, fcos_resnet20"),
+    ({"backbone": "resnet8"}, ("backbone 'resnet8' is a classification network; dataset 'shapes_det' is detection: "
+                               "choose from: fcos_resnet8, fcos_resnet20")),
     ({"dataset": "digits"}, "backbone 'fcos_resnet8' is a detection network; dataset 'digits' is classification"),
 ])
 def test_what_makes_no_sense_for_detection_is_refused_in_one_line(values, message):

@@ -7,8 +7,9 @@ like tensors. The detector resizes and normalises its inputs itself, so `resized
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,14 +24,14 @@ Target = dict[str, torch.Tensor]
 class ImageBatch(list):
     """A batch of uint8 3 x H x W images (sizes may differ)."""
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "ImageBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ImageBatch:
         return ImageBatch(x.to(device, non_blocking=non_blocking) for x in self)
 
 
 class TargetBatch(list):
     """The targets of a batch, one dict of tensors per image."""
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "TargetBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TargetBatch:
         return TargetBatch({k: v.to(device, non_blocking=non_blocking) for k, v in t.items()} for t in self)
 
 
@@ -49,7 +50,7 @@ def target(boxes: Any, labels: Any, difficult: Any = None) -> Target:
 
 
 class _Images(Dataset):
-    def __init__(self, split: "DetectionSplit") -> None:
+    def __init__(self, split: DetectionSplit) -> None:
         self.split = split
 
     def __len__(self) -> int:
@@ -91,18 +92,18 @@ class DetectionSplit:
             return self.images[i]
         return decode_image(self.paths[i], mode=ImageReadMode.RGB)
 
-    def take(self, idx: Sequence[int] | np.ndarray, labels: Any = None) -> "DetectionSplit":
+    def take(self, idx: Sequence[int] | np.ndarray, labels: Any = None) -> DetectionSplit:
         idx = [int(i) for i in idx]
         return DetectionSplit(tuple(self.targets[i] for i in idx),
                               None if self.images is None else self.images[torch.as_tensor(idx, dtype=torch.long)],
                               None if self.paths is None else tuple(self.paths[i] for i in idx), self.nominal_size)
 
-    def concat(self, other: "DetectionSplit") -> "DetectionSplit":
+    def concat(self, other: DetectionSplit) -> DetectionSplit:
         images = None if self.images is None else torch.cat([self.images, other.images])
         paths = None if self.paths is None else self.paths + other.paths
         return DetectionSplit(self.targets + other.targets, images, paths, self.nominal_size)
 
-    def resized(self, size: int, resize_size: int = 0) -> "DetectionSplit":
+    def resized(self, size: int, resize_size: int = 0) -> DetectionSplit:
         return self
 
     def resize_bytes(self, size: int) -> int:

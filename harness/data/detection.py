@@ -28,7 +28,7 @@ def _carve(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[size:]), np.sort(order[:size])
 
 
-def _task(factory):  # noqa: ANN001, ANN202 - a decorator marking a factory's task and headline metric
+def _task(factory):
     factory.task = "detection"
     factory.headline = lambda options: "map50"
     return factory

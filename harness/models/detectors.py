@@ -12,15 +12,16 @@ classification backbone the harness trained: `resnet50` for the R50 detectors, `
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torchvision.models import get_model, get_model_weights
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.fcos import FCOS, FCOSClassificationHead, FCOSHead
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.fcos import FCOS, FCOSClassificationHead, FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from torchvision.models.detection.ssdlite import SSDLiteClassificationHead
 from torchvision.ops import FeaturePyramidNetwork
@@ -28,7 +29,13 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from harness.core.errors import ConfigError
 from harness.data.preprocessing import Preprocessing
-from harness.models.backbones import BACKBONES, TORCHVISION, BackboneInfo, StagedBackbone, load_state_checked
+from harness.models.backbones import (
+    BACKBONES,
+    TORCHVISION,
+    BackboneInfo,
+    StagedBackbone,
+    load_state_checked,
+)
 from harness.models.weights import LoadedWeights, read_checkpoint, weights_file
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -69,7 +76,7 @@ class Detector(nn.Module):
                 p.requires_grad_(i >= depth)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "Detector":
+    def train(self, mode: bool = True) -> Detector:
         super().train(mode)
         for stage in self.backbone.stages[: self.frozen_stages]:
             stage.eval()
@@ -311,3 +318,19 @@ def build_detector(name: str, weights: LoadedWeights, num_classes: int, prep: Pr
     d = DETECTORS[name]
     model, stages, dim, offset = d.make(num_classes, weights, image_size, prep.image_size, prep.mean, prep.std)
     return Detector(model, stages, dim, offset, flip)
+
+
+def fetch_detector_weights(name: str) -> list[Path]:
+    """Download a torchvision detector's COCO weights and its backbone's ImageNet weights into the torch cache
+    (needs internet)."""
+    d = DETECTORS[name]
+    enums = ([get_model_weights(name).DEFAULT] if d.coco else []) + ([d.imagenet()] if d.imagenet else [])
+    if not enums:
+        raise ConfigError(f"fetch: detector '{name}' has no published weights (train its backbone with "
+                          f"`harness pretrain --backbone {d.source_backbone}`)")
+    for enum in enums:
+        try:
+            enum.get_state_dict(progress=True)
+        except OSError as e:
+            raise ConfigError(f"fetch {name}: cannot download {enum.url} ({e}); no internet here?") from None
+    return [weights_file(e) for e in enums]

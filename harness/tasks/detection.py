@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from harness.core.errors import ConfigError
 from harness.data.boxes import collate_detection

@@ -11,7 +11,7 @@ whose matching (the best still-free box, crowd regions by intersection over the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
