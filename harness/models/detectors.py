@@ -143,10 +143,11 @@ def _own_fcos(source: str, channels: int = 32) -> Callable[..., tuple[nn.Module,
         trunk = BACKBONES.get(source).build(None)
         if weights.state_dict is not None:
             load_state_checked(trunk, weights.state_dict, f"checkpoint for '{source}'")
-        anchors = AnchorGenerator(((16,), (32,), (64,)), ((1.0,),) * 3)  # FCOS reads anchor size / 8 as the stride
+        anchors = AnchorGenerator(((2,), (4,), (8,)), ((1.0,),) * 3)  # FCOS: one point per location, size = stride
         model = FCOS(CifarPyramid(trunk, channels), num_classes, min_size=input_size, max_size=input_size,
                      image_mean=list(mean), image_std=list(std), anchor_generator=anchors,
-                     head=FCOSHead(channels, 1, num_classes, num_convs=2), detections_per_img=50)
+                     head=FCOSHead(channels, 1, num_classes, num_convs=2), score_thresh=0.05,
+                     detections_per_img=50)
         return model, list(trunk.stages), trunk.feature_dim, 0
     return make
 
