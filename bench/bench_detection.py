@@ -1,7 +1,8 @@
 """CPU cost of the detection-quick suite, measured run by run so that a busy machine does not distort it.
 
 Pretrains the suite's source (resnet8 on shapes classification) and trains one run per method of the suite
-(fcos_resnet8 on shapes_det?images=300&classes=4, 5 epochs, AdamW), each in this process with one torch thread, and prints
+(fcos_resnet8 on shapes_det?images=300&classes=4, 5 epochs, AdamW), each in this process with one torch
+thread, and prints
 each one's wall and CPU seconds, its training images/s and its test map50. CPU seconds hardly depend on
 what else the machine runs; the suite's time on 2 idle cores is then about (source + 4 runs per cell x 4
 cells) / 2 plus Ray's start-up: the figure to compare with the 8-minute target.
@@ -44,7 +45,8 @@ def main() -> None:
         (path, _), wall, cpu = timed(lambda: pretrain(config, out_dir=Path(tmp)))
         print(f"source  shapes?per_class=100 resnet8 10 epochs: {wall:6.1f} s wall  {cpu:6.1f} s CPU")
         total = cpu
-        for method, extra in (("scratch", {}), ("linear_probe", {}), ("finetune", {}), ("partial", {"freeze_depth": 2})):
+        methods = (("scratch", {}), ("linear_probe", {}), ("finetune", {}), ("partial", {"freeze_depth": 2}))
+        for method, extra in methods:
             weights = "none" if method == "scratch" else f"checkpoint:{path}"
             run = TrialConfig.from_dict({"dataset": f"shapes_det?images={args.images}&classes=4",
                                          "backbone": "fcos_resnet8", "optimizer": "adamw",

@@ -42,7 +42,8 @@ def write_voc(root: Path) -> Path:
     for image_set, items in (("trainval", VOC_TRAINVAL), ("test", VOC_TEST)):
         for image_id, w, h, objects in items:
             (base / "Annotations" / f"{image_id}.xml").write_text(_xml(image_id, w, h, objects))
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(base / "JPEGImages" / f"{image_id}.jpg")
+            pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(base / "JPEGImages" / f"{image_id}.jpg")
         (base / "ImageSets" / "Main" / f"{image_set}.txt").write_text("".join(f"{i[0]}\n" for i in items))
     return root
 

@@ -129,7 +129,8 @@ def coco(path: str, split_seed: int = 0, images: str = "images") -> DatasetBundl
     for image_id in ds.ids:
         anns = ds.coco.loadAnns(ds.coco.getAnnIds(imgIds=image_id))
         boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
-        targets.append(target(boxes, [index[a["category_id"]] for a in anns], [bool(a.get("iscrowd", 0)) for a in anns]))
+        labels = [index[a["category_id"]] for a in anns]
+        targets.append(target(boxes, labels, [bool(a.get("iscrowd", 0)) for a in anns]))
         paths.append(str(folder / ds.coco.loadImgs(image_id)[0]["file_name"]))
     split = DetectionSplit(tuple(targets), paths=tuple(paths),
                            nominal_size=max((max(i["width"], i["height"]) for i in ds.coco.imgs.values()), default=0))

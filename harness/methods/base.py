@@ -46,7 +46,8 @@ class Method:
     `frozen_stages(config, num_stages)`: how many leading stages stay fixed. `args`: the method's knobs
     (read as `config.method_args.<knob>`). `pretrained`: "forbidden", "optional" or "required".
     `any_source`: a checkpoint in `weights` may hold another network than `backbone`; that network is built.
-    `tasks`: the tasks (harness.tasks) it makes sense for; others are refused. Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
+    `tasks`: the tasks (harness.tasks) it makes sense for; others are refused.
+    Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
     that must be trained first (a job of the study's plan, whose file reaches the objective);
     `build(config, backbone, num_classes, input_size)` makes the network (default: the backbone and the task's
     head); `objective(ctx)` the training loss.

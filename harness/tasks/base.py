@@ -5,7 +5,7 @@ so a second task (detection) is one more registered entry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import torch
@@ -68,8 +68,6 @@ class Task:
     def check_config(self, config: Any) -> None:
         """Refuse a network made for another task, and hyperparameters this task has no use for when set away
         from their defaults."""
-        from dataclasses import fields
-
         made_for = BACKBONES.get(config.backbone).task
         if made_for != self.name:
             names = [n for n in BACKBONES if BACKBONES.get(n).task == self.name]

@@ -131,12 +131,13 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     model = build_model(config, bundle, weights, prep.image_size, prep).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    transform = batch_transform(config, prep, bundle.flip, channels_last).to(device) if task.batch_transform else None
+    transform = (batch_transform(config, prep, bundle.flip, channels_last).to(device) if task.batch_transform
+                 else None)  # a detector normalises and resizes its inputs itself
     mix = batch_mix(config, bundle.num_classes)
 
     splits = {"train": bundle.train, "val": bundle.val, **({"test": bundle.test} if config.evaluate_test else {})}
-    cached = (cache_features and task.caches_features and model.frozen_stages == model.backbone.num_stages and config.augment == "none"
-              and mix is None)
+    cached = (cache_features and task.caches_features and model.frozen_stages == model.backbone.num_stages
+              and config.augment == "none" and mix is None)
     if cached:
         inputs = {k: Split(predict(model.backbone, s, transform, device, amp), s.labels) for k, s in splits.items()}
         trained, transform = model.head, None
