@@ -410,3 +410,5 @@ def test_detection_cells_rank_by_their_own_headline_beside_classification_cells(
     assert (cls.metric, cls.test_score) == ("accuracy", pytest.approx(0.92))
     assert "test_map50" in lb.to_text(df) and "map50" in lb.to_markdown(df)
     assert "test_map50" not in lb.load([make_run(tmp_path, "cls", [("digits", 0, "scratch")])]).columns
+    detection_only = df[df.dataset == "shapes_det"]
+    assert "test_accuracy" not in lb.to_text(detection_only.reset_index(drop=True))

@@ -237,7 +237,10 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
             "train_seconds", "search_trials", "search_trial_seconds", "best_config"]
     detection = [f"test_{m}" for m in DETECTION_METRICS if f"test_{m}" in show.columns]
     at = cols.index("test_ece") + 1
-    return show[cols[:at] + detection + cols[at:]]
+    cols = cols[:at] + detection + cols[at:]
+    if detection and show.test_accuracy.isna().all():  # detection alone: no empty accuracy columns
+        cols = [c for c in cols if c not in ("test_accuracy", "test_macro_f1", "test_ece")]
+    return show[cols]
 
 
 def _summary_heading(m: pd.DataFrame) -> str:
