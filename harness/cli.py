@@ -161,6 +161,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 @command("fetch")
 def cmd_fetch(args: argparse.Namespace) -> int:
     from harness.models.backbones import BACKBONES, TORCHVISION
+    from harness.models.detectors import DETECTORS, fetch_detector_weights
     from harness.models.weights import fetch_imagenet_weights
     from harness.data.catalog import CATALOG, fetch_dataset
     from harness.data.root import use_data_root
@@ -169,8 +170,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     root = use_data_root(args.data_root)
     for spec in args.names:
         name = parse_spec(spec)[0]
-        if name in BACKBONES:
+        if name in DETECTORS:
+            print(*fetch_detector_weights(name), sep="\n")
+        elif name in BACKBONES:
             print(fetch_imagenet_weights(name))
+        elif hasattr(DATASETS.get(name) if name in DATASETS else None, "fetch"):
+            DATASETS.get(name).fetch(root)
+            print(f"{name}: {root}")
         elif name in CATALOG:
             fetch_dataset(name, root)
             print(f"{name}: {root}")

@@ -15,7 +15,7 @@ ALLOWED = {
     "ranking": {"core"},
     "data": {"core"},
     "models": {"core", "data"},
-    "tasks": {"core", "data"},
+    "tasks": {"core", "data", "models"},
     "methods": {"core", "data", "models", "tasks"},
     "train": {"core", "ranking", "data", "models", "tasks", "methods"},
     "results": {"core", "ranking"},

@@ -370,3 +370,27 @@ def test_bad_filters_sort_and_format(run, capsys):
     assert "--format=xlsx: choose from: text, md, csv, json, parquet, html" in capsys.readouterr().err
     assert main(["leaderboard", str(run), "--format", "parquet"]) == 2
     assert "binary; give --out FILE" in capsys.readouterr().err
+
+
+def test_detection_cells_rank_by_their_own_headline_beside_classification_cells(tmp_path):
+    store = RunStore(tmp_path / "mixed")
+    store.dir.mkdir()
+    store.append(records_for(("digits", 0, "finetune"), ACCS["digits", 0, "finetune"]))
+    for method, maps in (("finetune", [0.40, 0.42, 0.44]), ("scratch", [0.20, 0.22, 0.24])):
+        recs = records_for(("shapes_det", 0, method), maps, metric="map50")
+        for r in recs:
+            if isinstance(r, FinalRecord):
+                acc = r.test.pop("accuracy")
+                r.test.clear()
+                r.test.update(map50=acc, map50_area=acc + 0.01, map=0.1, per_class_ap50=[0.5, None])
+        store.append(recs)
+    df = lb.load([store.dir])
+    ft, sc, cls = row(df, "shapes_det", "finetune"), row(df, "shapes_det", "scratch"), row(df, "digits", "finetune")
+    assert (ft.metric, ft.test_score, ft.test_map50_area, ft["rank"]) == ("map50", pytest.approx(0.42),
+                                                                           pytest.approx(0.43), 1)
+    assert sc["rank"] == 2 and math.isnan(ft.test_accuracy) and math.isnan(cls.test_map50)
+    assert (cls.metric, cls.test_score) == ("accuracy", pytest.approx(0.92))
+    assert "test_map50" in lb.to_text(df) and "map50" in lb.to_markdown(df)
+    assert "test_map50" not in lb.load([make_run(tmp_path, "cls", [("digits", 0, "scratch")])]).columns
+    detection_only = df[df.dataset == "shapes_det"]
+    assert "test_accuracy" not in lb.to_text(detection_only.reset_index(drop=True))

@@ -64,9 +64,9 @@ def test_classification_gathers_one_row_per_image_and_scores_it():
 def test_a_bundle_naming_an_unknown_task_is_a_one_line_error(monkeypatch):
     with pytest.raises(ConfigError) as e:
         task_of(replace(load_dataset("digits"), task="detektion"))
-    assert str(e.value) == "dataset 'digits': unknown task 'detektion'; choose from: classification"
-    with_task(monkeypatch, "detection")
-    with pytest.raises(ConfigError, match=r"^dataset 'digits:0-2': unknown task 'detection'; choose from: "):
+    assert str(e.value) == "dataset 'digits': unknown task 'detektion'; choose from: detection, classification"
+    with_task(monkeypatch, "segmentation")
+    with pytest.raises(ConfigError, match=r"^dataset 'digits:0-2': unknown task 'segmentation'; choose from: "):
         fit(tiny())
 
 

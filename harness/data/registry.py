@@ -21,7 +21,7 @@ from harness.data.root import data_root
 from harness.data.splits import class_subset, few_shot, resize
 
 DATASETS: Registry[Callable[..., DatasetBundle]] = Registry("dataset")
-PATH_DATASETS = {"folder"}
+PATH_DATASETS = {"folder", "coco"}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
@@ -90,6 +90,8 @@ def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
     needs_path = name in PATH_DATASETS
     bundle = _call_with_options(spec, name, split_seed, root)
     if not needs_path and arg is not None:
+        if bundle.task != "classification":
+            raise ConfigError(f"dataset '{spec}': class subsets (':{arg}') are for classification datasets")
         try:
             bundle = class_subset(bundle, arg)
         except ConfigError as e:
@@ -112,6 +114,9 @@ def derive(bundle: DatasetBundle, samples_per_class: int = 0, seed: int = 0, ima
     """A loaded bundle with a few-shot subset of training and validation drawn by `seed` (see `few_shot`),
     then resized to `image_size` (see load_dataset); nothing is loaded again."""
     if samples_per_class:
+        if bundle.task != "classification":
+            raise ConfigError(f"dataset '{bundle.name}': samples_per_class={samples_per_class}: few-shot subsets are "
+                              f"for classification datasets (a {bundle.task} image holds several classes)")
         bundle = few_shot(bundle, samples_per_class, seed, val_per_class)
     if image_size and (image_size != bundle.image_size or not bundle.in_memory):
         bundle = resize(bundle, image_size, resize_size)
@@ -126,6 +131,5 @@ def headline_metric(spec: str) -> str:
 
 
 def dataset_task(spec: str) -> str:
-    """The task a dataset names (what its bundle's `task` will be), known without loading it."""
-    factory = DATASETS.get(parse_spec(spec)[0])
-    return getattr(factory, "task", "classification")
+    """The task a dataset names (what its images are labelled with), known without loading it."""
+    return getattr(DATASETS.get(parse_spec(spec)[0]), "task", "classification")

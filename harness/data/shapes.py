@@ -192,15 +192,27 @@ def _shape_alpha(rng: np.random.Generator, name: str, size: int) -> np.ndarray:
     radius = rng.uniform(*SIZE_RANGE) * size / 2
     cx, cy = rng.uniform(0.9 * radius, size - 0.9 * radius, 2)
     angle = rng.uniform(0, 2 * np.pi)
+    return draw_shape(name, size, radius, cx, cy, angle)[0]
+
+
+def draw_shape(name: str, size: int, radius: float, cx: float, cy: float, angle: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage (size, size, 1), exact box xyxy of the shape's outline clipped to the image) of one shape of
+    class `name` with circumradius `radius` centred at (cx, cy), rotated by `angle`."""
     rot = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
     big = size * SUPERSAMPLE
     mask = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask)
+    outline = []
     for pts, solid in _GEOMETRY[name]:
-        xy = (pts @ rot * radius + (cx, cy)) * SUPERSAMPLE
-        draw.polygon(xy.ravel().tolist(), fill=255 if solid else 0)
+        xy = pts @ rot * radius + (cx, cy)
+        draw.polygon((xy * SUPERSAMPLE).ravel().tolist(), fill=255 if solid else 0)
+        if solid:
+            outline.append(xy)
     small = mask.resize((size, size), Image.BOX)
-    return (np.asarray(small, dtype=np.float32) / 255)[..., None]
+    corners = np.concatenate(outline)
+    box = np.clip(np.concatenate([corners.min(axis=0), corners.max(axis=0)]), 0, size)
+    return (np.asarray(small, dtype=np.float32) / 255)[..., None], box
 
 
 def _render(rng: np.random.Generator, name: str, size: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
@@ -228,3 +240,50 @@ def generate_shapes(per_class: int, size: int = 32, seed: int = 0) -> tuple[np.n
     for i, label in enumerate(labels):
         images[i] = _render(rng, SHAPE_CLASSES[label], size, yy, xx)
     return images, labels
+
+
+def generate_scenes(images: int, size: int = 64, seed: int = 0, classes: int = len(SHAPE_CLASSES),
+                    max_objects: int = 3, size_range: tuple[float, float] = (0.12, 0.3), max_iou: float = 0.3
+                    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Detection scenes: (images uint8 (N, 3, size, size), per image (boxes float32 (k, 4) xyxy, labels int64
+    (k,))). Each image holds 1 to `max_objects` shapes of the first `classes` classes on one textured
+    background, of circumradius `size_range` x size, overlapping each other's boxes by at most `max_iou`; the
+    boxes are the shapes' exact outlines. Depends only on the arguments."""
+    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+        raise ConfigError(f"images={images!r}: must be an integer >= 1")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 * MIN_SIZE:
+        raise ConfigError(f"size={size!r}: must be an integer >= {2 * MIN_SIZE}")
+    if not 1 <= classes <= len(SHAPE_CLASSES):
+        raise ConfigError(f"classes={classes!r}: must be in [1, {len(SHAPE_CLASSES)}]")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    out = np.empty((images, 3, size, size), dtype=np.uint8)
+    targets = []
+    for i in range(images):
+        image = _background(rng, size, yy, xx)
+        boxes, labels = [], []
+        for _ in range(int(rng.integers(1, max_objects + 1))):
+            label = int(rng.integers(classes))
+            for _attempt in range(10):
+                radius = rng.uniform(*size_range) * size
+                cx, cy = rng.uniform(0.7 * radius, size - 0.7 * radius, 2)
+                alpha, box = draw_shape(SHAPE_CLASSES[label], size, radius, cx, cy, rng.uniform(0, 2 * np.pi))
+                if all(_iou(box, b) <= max_iou for b in boxes):
+                    break
+            else:
+                continue
+            colour = _contrasting_colour(rng, image)
+            image = image * (1 - alpha) + colour * alpha
+            boxes.append(box)
+            labels.append(label)
+        out[i] = np.rint(image * 255).clip(0, 255).astype(np.uint8).transpose(2, 0, 1)
+        targets.append((np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(labels, dtype=np.int64)))
+    return out, targets
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from harness.core.config import MethodArgs, TrialConfig, param_of, register_method_args
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
+from harness.data.registry import dataset_task
 from harness.methods.objective import MethodContext, Objective
 from harness.models.backbones import Classifier, StagedBackbone
 
@@ -23,6 +24,9 @@ class Preparation:
     config: TrialConfig
     path: Path
     kind: str = "teacher"
+
+
+BOTH = ("classification", "detection")
 
 
 def nothing_frozen(config: TrialConfig, num_stages: int) -> int:
@@ -42,6 +46,7 @@ class Method:
     `frozen_stages(config, num_stages)`: how many leading stages stay fixed. `args`: the method's knobs
     (read as `config.method_args.<knob>`). `pretrained`: "forbidden", "optional" or "required".
     `any_source`: a checkpoint in `weights` may hold another network than `backbone`; that network is built.
+    `tasks`: the tasks (harness.tasks) it makes sense for; others are refused.
     Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
     that must be trained first (a job of the study's plan, whose file reaches the objective);
     `build(config, backbone, num_classes, input_size)` makes the network (default: the backbone and the task's
@@ -60,6 +65,7 @@ class Method:
     build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] | None = None  # None: the task's head
     objective: Callable[[MethodContext], Objective] = Objective
     server: Callable[[TrialConfig], Any] | None = None  # federated methods: the server aggregating client updates
+    tasks: tuple[str, ...] = ("classification",)  # the tasks it makes sense for (harness.tasks)
 
     def check_weights(self, config: TrialConfig) -> None:
         """Refuse weights the method's definition forbids or needs."""
@@ -76,6 +82,10 @@ class Method:
             raise ConfigError(f"method_args: method '{self.name}' takes {self.args.__name__}, got "
                               f"{type(config.method_args).__name__}; build the config with TrialConfig.from_dict")
         self.check_weights(config)
+        task = dataset_task(config.dataset)
+        if task not in self.tasks:
+            raise ConfigError(f"method '{self.name}': not for {task} (dataset '{config.dataset}'); it is for "
+                              f"{', '.join(self.tasks)}")
         if self.validate is not None:
             self.validate(config)
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from harness.methods.base import Method, register
+from harness.methods.base import BOTH, Method, register
 
-register(Method("finetune", "full fine-tuning: pretrained backbone and new head all trained"))
+register(Method("finetune", "full fine-tuning: pretrained backbone and new head all trained", tasks=BOTH))

@@ -58,7 +58,7 @@ class Objective:
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The data term of one step (run under autocast)."""
         x, y = self.mixed(x, y)
-        return self.criterion(net(x), y)
+        return self.ctx.task.loss(net, x, y, self.criterion)
 
     def penalty(self) -> torch.Tensor | None:
         """The weight penalties of one step, in float32 outside autocast; None when there are none."""

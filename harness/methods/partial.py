@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.core.config import MethodArgs, param
-from harness.methods.base import Method, register
+from harness.methods.base import BOTH, Method, register
 
 
 @dataclass(frozen=True)
@@ -16,4 +16,4 @@ class PartialArgs(MethodArgs):
 
 
 register(Method("partial", "partial fine-tuning: the first freeze_depth stages frozen, the rest and the head "
-                "trained", lambda c, n: c.method_args.freeze_depth, args=PartialArgs))
+                "trained", lambda c, n: c.method_args.freeze_depth, args=PartialArgs, tasks=BOTH))

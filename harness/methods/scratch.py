@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.methods.base import Method, register
+from harness.methods.base import BOTH, Method, register
 
 register(Method("scratch", "random initialisation, every layer trained (the no-transfer baseline)",
-                pretrained="forbidden"))
+                pretrained="forbidden", tasks=BOTH))

@@ -83,6 +83,8 @@ class BackboneInfo:
     description: str
     torchvision_name: str | None = None
     min_size: int = 8
+    task: str = "classification"  # what the network predicts: a classification backbone, or a detector
+    resolve_weights: Callable[[str], object] | None = None  # the network's own weights names (detectors)
 
 
 BACKBONES: Registry[BackboneInfo] = Registry("backbone")

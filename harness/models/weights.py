@@ -61,7 +61,11 @@ def weights_file(enum: object) -> Path:
 
 def load_weights(spec: str, backbone: str, any_network: bool = False) -> LoadedWeights:
     """Resolve `none`, `imagenet` or `checkpoint:PATH` for a backbone (`any_network`: a checkpoint may hold
-    another backbone, which is then the network built; see LoadedWeights.network)."""
+    another backbone, which is then the network built; see LoadedWeights.network). A network with its own
+    weights names (a detector) resolves them itself."""
+    resolve = BACKBONES.get(backbone).resolve_weights if backbone in BACKBONES else None
+    if resolve is not None:
+        return resolve(spec)
     if spec == "none":
         return LoadedWeights("none")
     if spec == "imagenet":

@@ -34,6 +34,7 @@ TEST_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "nll", "
 SETTING_COLUMNS = ["setting", "clients", "alpha", "client_fraction"]
 FEDERATED_COLUMNS = ["test_client_accuracy_mean", "test_client_accuracy_worst", "mb_per_round", "mb_total",
                      "rounds_to_90"]
+DETECTION_METRICS = ["map50", "map50_area", "map"]  # columns a leaderboard gains when it holds detection cells
 
 
 @dataclass
@@ -120,6 +121,7 @@ def frame(records: Records) -> pd.DataFrame:
     for r in finals:
         by_cell.setdefault(r.cell_id, []).append(r)
     rows = []
+    extra = [m for m in DETECTION_METRICS if any(m in (r.test or {}) for r in finals)]
     for c in cells:
         runs = sorted((r for r in by_cell.get(c.cell_id, []) if r.status == "ok" and r.test), key=lambda r: r.seed)
         row = {k: getattr(c, k) for k in CELL_KEYS}
@@ -129,7 +131,7 @@ def frame(records: Records) -> pd.DataFrame:
         mean, half = mean_confidence_interval(list(scores.values()))
         row.update(metric=headline, test_score=mean, test_score_ci95=half, _scores=scores,
                    _data_seeds={r.seed: data_seeds(r, c.samples_per_class) for r in runs})
-        for m in TEST_METRICS:
+        for m in TEST_METRICS + extra:
             mean, half = mean_confidence_interval([r.test.get(m) for r in runs])
             row[f"test_{m}"] = mean
             if m == "accuracy":
@@ -301,6 +303,11 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["dataset", "samples_per_class", "method", "backbone", "weights", "rank", "verdict", "p_holm", "test_used",
             "metric", "test_score", "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable",
             "train_seconds", "hardware", "search_trials", "search_trial_seconds", "best_config"]
+    detection = [f"test_{m}" for m in DETECTION_METRICS if f"test_{m}" in show.columns]
+    at = cols.index("test_ece") + 1
+    cols = cols[:at] + detection + cols[at:]
+    if detection and show.test_accuracy.isna().all():  # detection alone: no empty accuracy columns
+        cols = [c for c in cols if c not in ("test_accuracy", "test_macro_f1", "test_ece")]
     if "setting" in show:
         cols[2:2] = ["setting"]
         cols[cols.index("seeds"):cols.index("seeds")] = FEDERATED_COLUMNS
@@ -327,7 +334,8 @@ def to_text(df: pd.DataFrame) -> str:
 FORMATS = ("text", "md", "csv", "json", "parquet", "html")
 BINARY_FORMATS = ("parquet",)
 HIGHER_IS_BETTER = ("test_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
-                    "images_per_s", "seeds", "test_client_accuracy_mean", "test_client_accuracy_worst")
+                    "images_per_s", "seeds", "test_client_accuracy_mean", "test_client_accuracy_worst", "test_map50",
+                    "test_map50_area", "test_map")
 
 
 def select(df: pd.DataFrame, datasets: list[str] | None = None, methods: list[str] | None = None,

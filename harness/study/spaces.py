@@ -18,7 +18,9 @@ from typing import Any
 from harness.core.config import coerce, hyperparameters, knob_users, param_of, scalar_type
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
+from harness.data.registry import dataset_task
 from harness.methods import METHODS
+from harness.tasks import task_named
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice", "grid")
 
@@ -159,7 +161,8 @@ def parse_space(data: dict[str, Any], where: str) -> dict[str, Any]:
 def method_space(method: str, dataset: str, overrides: dict[str, Any] | None = None,
                  folder: Path | None = None) -> dict[str, Any]:
     """default.yaml, then <method>.yaml, then datasets/<dataset>.yaml, then the suite's overrides; a knob
-    reaches only the methods that declare it."""
+    reaches only the methods that declare it, and a hyperparameter the dataset's task does not use (a
+    detector's dropout) none."""
     folder = folder or spaces_dir()
     own_knobs = {f.name for f in dataclasses.fields(METHODS.get(method).args)}
     merged: dict[str, Any] = {}
@@ -187,6 +190,8 @@ def method_space(method: str, dataset: str, overrides: dict[str, Any] | None = N
         if knob_users(key) and key not in own_knobs:
             continue
         merged[key] = value
+    for key in task_named(dataset_task(dataset), f"dataset '{dataset}'").unused:  # e.g. no dropout in a detector
+        merged.pop(key, None)
     return merged
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from harness.core.config import TrialConfig, check_value, coerce, config_hash, param, scalar_type, validate_fields
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
-from harness.data.registry import DATASETS, headline_metric, parse_spec
+from harness.data.registry import DATASETS, dataset_task, headline_metric, parse_spec
 from harness.methods import METHODS
 from harness.models.backbones import BACKBONES, stage_count
 from harness.models.checkpoints import checkpoint_identity
@@ -336,6 +336,15 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
     for m in suite.methods + [m for d in suite.datasets for m in d.methods]:
         if m not in METHODS:
             raise ConfigError(f"{where}: {METHODS.unknown_message(m)}")
+    for d in suite.datasets:
+        task = dataset_task(d.name)
+        for m in d.methods or suite.methods:
+            check(task in METHODS.get(m).tasks, f"method '{m}' on dataset '{d.name}': not for {task}; it is for "
+                                                f"{', '.join(METHODS.get(m).tasks)}")
+        for b in d.backbones or suite.backbones:
+            made_for = BACKBONES.get(b.name).task if b.name in BACKBONES else task
+            check(made_for == task, f"backbone '{b.name}' on dataset '{d.name}': a {made_for} network for a "
+                                    f"{task} dataset")
     for b in suite.all_backbones():
         if b.name not in BACKBONES:
             raise ConfigError(f"{where}: {BACKBONES.unknown_message(b.name)}")

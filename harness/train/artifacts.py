@@ -18,7 +18,7 @@ from harness.methods.base import Preparation
 from harness.models.classifiers import CLASSIFIER_KEY, classifier_state
 from harness.models.checkpoints import SOURCE_FORMAT, TEACHER_FORMAT, network_path, write_file
 from harness.models.weights import read_checkpoint
-from harness.train.loop import FitResult, fit
+from harness.train.loop import FitResult, check_names, fit
 
 DEFAULT_DIR = Path("results") / "sources"
 Log = Callable[[str], None]
@@ -89,7 +89,9 @@ def run_preparation(job: Preparation, log: Log | None = None) -> tuple[Path, boo
 
 
 def prepare(config: TrialConfig, log: Log | None = None) -> None:
-    """Everything `config`'s method needs trained before it runs (for one-off runs such as `harness train`)."""
+    """Everything `config`'s method needs trained before it runs (for one-off runs such as `harness train`),
+    after the config's names are checked (a method refusing the dataset's task trains nothing first)."""
+    check_names(config)
     job = METHODS.get(config.method).preparation(config)
     if job is not None:
         run_preparation(job, log)

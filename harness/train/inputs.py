@@ -62,9 +62,10 @@ def _three(v: tuple[float, ...]) -> tuple[float, ...]:
 def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
             amp: torch.dtype | None) -> torch.Tensor:
     """Outputs (logits or features) of a tensor of inputs or of a split's images (in memory or decoded from
-    files), in evaluation mode, in batches. On the CPU image batches go in channels-last, where oneDNN runs the
-    convolutions of few-channel layers 1.5-2x faster (on CUDA the transform gives that layout already). No
-    inference_mode: cached features are a head's training inputs, which autograd must be able to save."""
+    files), in evaluation mode, in batches; a network returning one dict per image (a detector) gives their list.
+    On the CPU image batches go in channels-last, where oneDNN runs the convolutions of few-channel layers 1.5-2x
+    faster (on CUDA the transform gives that layout already). No inference_mode: cached features are a head's
+    training inputs, which autograd must be able to save."""
     was_training = model.training
     model.eval()
     out = []
@@ -78,6 +79,12 @@ def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchT
         if x.dim() == 4 and device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out.append(model(x).float().cpu())
+            y = model(x)
+        if isinstance(y, torch.Tensor):
+            out.append(y.float().cpu())
+        else:  # one dict of tensors per input (a detector's boxes)
+            out.extend({k: v.cpu() for k, v in d.items()} for d in y)
     model.train(was_training)
+    if out and not isinstance(out[0], torch.Tensor):
+        return out
     return torch.cat(out) if out else torch.empty(0)

@@ -31,12 +31,12 @@ from harness.core.config import TrialConfig
 from harness.data.augment import BatchTransform, batch_mix, batch_transform
 from harness.data.bundle import AnySplit, DatasetBundle, Split
 from harness.data.preprocessing import Preprocessing
-from harness.data.registry import DATASETS, parse_spec
+from harness.data.registry import DATASETS, dataset_task, parse_spec
 from harness.methods import METHODS
 from harness.methods.objective import MethodContext, Objective, l1_penalty
 from harness.models.backbones import BACKBONES, Classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
-from harness.tasks import Task, task_of
+from harness.tasks import Task, task_named, task_of
 from harness.train.cost import CostMeter
 from harness.train.federation import ClientTask, ClientUpdate, Federation
 from harness.train.inputs import load_data, predict
@@ -137,15 +137,16 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     bundle, prep = load_data(config, weights)
     task = task_of(bundle)
     headline = task.headline(bundle)
-    model = build_model(config, bundle, weights, prep.image_size).to(device)
+    model = build_model(config, bundle, weights, prep.image_size, prep).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    transform = batch_transform(config, prep, bundle.flip, channels_last).to(device)
+    transform = (batch_transform(config, prep, bundle.flip, channels_last).to(device) if task.batch_transform
+                 else None)  # a detector normalises and resizes its inputs itself
     mix = batch_mix(config, bundle.num_classes)
 
     splits = {"train": bundle.train, "val": bundle.val, **({"test": bundle.test} if config.evaluate_test else {})}
-    cached = (cache_features and model.frozen_stages == model.backbone.num_stages and config.augment == "none"
-              and mix is None)
+    cached = (cache_features and task.caches_features and model.frozen_stages == model.backbone.num_stages
+              and config.augment == "none" and mix is None)
     if cached:
         inputs = {k: Split(predict(model.backbone, s, transform, device, amp), s.labels) for k, s in splits.items()}
         trained, transform = model.head, None
@@ -179,6 +180,7 @@ def check_names(config: TrialConfig) -> None:
     DATASETS.get(parse_spec(config.dataset)[0])
     BACKBONES.get(config.backbone)
     METHODS.get(config.method).check_config(config)
+    task_named(dataset_task(config.dataset), f"dataset '{config.dataset}'").check_config(config)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -200,10 +202,16 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def build_model(config: TrialConfig, bundle: DatasetBundle, weights: LoadedWeights, input_size: int = 0) -> Classifier:
+def build_model(config: TrialConfig, bundle: DatasetBundle, weights: LoadedWeights, input_size: int = 0,
+                prep: Preprocessing | None = None) -> Classifier:
     """Backbone with its weights, then the task's new head for the target classes (or the method's own
-    network), with the method's frozen stages."""
+    network, or the task's whole network: a detector), with the method's frozen stages."""
     method = METHODS.get(config.method)
+    task = task_of(bundle)
+    if task.build is not None:
+        model = task.build(config, weights, bundle.num_classes, prep)
+        model.freeze(method.check(config, model.backbone.num_stages))
+        return model
     backbone = build_backbone(weights.network or config.backbone, weights)
     depth = method.check(config, backbone.num_stages)
     if method.build is not None:
