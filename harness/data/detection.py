@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, NotHere
 from harness.data.boxes import DetectionSplit, target
 from harness.data.bundle import DatasetBundle
 from harness.data.registry import DATASETS
@@ -73,7 +73,7 @@ def read_voc(root: str, year: str, image_set: str) -> DetectionSplit:
     try:
         ds = VOCDetection(root, year=year, image_set=image_set, download=False)
     except (RuntimeError, FileNotFoundError):
-        raise ConfigError(f"dataset 'voc': VOC{year} {image_set} not found under {Path(root) / 'VOCdevkit'}; "
+        raise NotHere(f"dataset 'voc': VOC{year} {image_set} not found under {Path(root) / 'VOCdevkit'}; "
                           f"run `harness fetch voc --data-root {root}` where there is internet") from None
     targets = tuple(voc_target(ds.parse_voc_xml(ET.parse(path).getroot()))[0] for path in ds.annotations)
     return DetectionSplit(targets, paths=tuple(ds.images), nominal_size=VOC_SIZE)

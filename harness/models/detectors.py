@@ -27,7 +27,7 @@ from torchvision.models.detection.ssdlite import SSDLiteClassificationHead
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, NotHere
 from harness.data.preprocessing import Preprocessing
 from harness.models.backbones import (
     BACKBONES,
@@ -275,7 +275,7 @@ for _name, _family, _cut, _dim, _source, _desc in (
 def _cached(enum: object, spec: str, name: str) -> object:
     path = weights_file(enum)
     if not path.is_file():
-        raise ConfigError(f"weights='{spec}' for '{name}': file {path.name} not found in {path.parent}; on a machine "
+        raise NotHere(f"weights='{spec}' for '{name}': file {path.name} not found in {path.parent}; on a machine "
                           f"with internet run `harness fetch {name}` and copy the file there")
     return enum
 
