@@ -76,7 +76,7 @@ def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchT
         x = x.to(device, non_blocking=True)
         if transform is not None:
             x = transform(x, train=False)
-        if x.dim() == 4 and device.type == "cpu":
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             y = model(x)
