@@ -269,33 +269,38 @@ def test_a_killed_trial_worker_is_retried_and_continues_from_its_checkpoint(ray_
     assert final.status == "ok"
 
 
-def test_a_dead_cell_search_process_is_a_one_line_error_that_says_how_to_resume(ray_cluster, tmp_path, capsys):
+def test_a_dead_cell_search_process_is_a_one_line_error_that_says_how_to_resume(tmp_path):
+    """In a driver of its own (its own local Ray: the Tune placement groups of the dead search go with it)."""
     suite = suite_file(tmp_path, methods=["scratch", "finetune"], final_seeds=1,
                        search={"num_samples": 1, "scheduler": "fifo", "max_concurrent_cells": 2},
                        overrides={"epochs": 30, "lr": 0.05})
     out = tmp_path / "r"
-    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    driver = Driver("run", "--suite", suite, "--results-dir", out)
     killed = []
+    deadline = time.time() + 180
+    while time.time() < deadline and not killed and driver.proc.poll() is None:
+        searchers = _all_processes("CellSearcher.search")
+        if searchers and _all_processes("ImplicitFunc"):
+            os.kill(searchers[0], signal.SIGKILL)
+            killed.append(searchers[0])
+        time.sleep(0.1)
+    code, output = driver.finish()
+    assert killed and code == 2, output[-2000:]
+    errors = [line for line in output.splitlines() if line.startswith("harness: error")]
+    assert len(errors) == 1 and "the process searching it died" in errors[0], output[-2000:]
+    assert f"harness run --resume {only_run_dir(out)}" in errors[0] and "Traceback" not in output
 
-    def kill_a_searcher() -> None:
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            searchers = _processes_under(raylet, "CellSearcher.search")
-            if searchers and _processes_under(raylet, "ImplicitFunc"):
-                os.kill(searchers[0], signal.SIGKILL)
-                killed.append(searchers[0])
-            time.sleep(0.1)
 
-    killer = threading.Thread(target=kill_a_searcher)
-    killer.start()
-    try:
-        code = main(["run", "--suite", str(suite), "--results-dir", str(out), "--address", ray_cluster])
-    finally:
-        killer.join()
-    assert killed and code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert len(errors) == 1 and "the process searching it died" in errors[0], errors
-    assert f"harness run --resume {only_run_dir(out)}" in errors[0] and "Traceback" not in errors[0]
+def _all_processes(name: str) -> list[int]:
+    """PIDs of every process whose command line holds `name`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and name in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(entry.name))
+        except OSError:
+            continue
+    return out
 
 
 def test_a_search_on_nll_whose_every_trial_diverges_ends_without_a_winner_and_exits_1(ray_cluster, tmp_path,
