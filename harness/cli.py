@@ -174,11 +174,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             print(*fetch_detector_weights(name), sep="\n")
         elif name in BACKBONES:
             print(fetch_imagenet_weights(name))
-        elif hasattr(DATASETS.get(name) if name in DATASETS else None, "fetch"):
-            DATASETS.get(name).fetch(root)
-            print(f"{name}: {root}")
         elif name in CATALOG:
             fetch_dataset(name, root)
+            print(f"{name}: {root}")
+        elif callable(getattr(DATASETS.get(name) if name in DATASETS else None, "fetch", None)):
+            DATASETS.get(name).fetch(root)  # a dataset with a download of its own (voc)
             print(f"{name}: {root}")
         elif name in DATASETS:
             print(f"{name}: built in or read from a folder; nothing to fetch")

@@ -98,7 +98,8 @@ def test_the_leaderboard_of_a_version_1_folder_is_what_that_version_wrote(v1_run
 
 def test_a_version_1_folder_still_renders_its_report(v1_run):
     html = lb.render(lb.load([v1_run]), "html", lb.load_records([v1_run])).decode()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5  # score, score vs cost, per-class, curves, score vs lr
+    assert "Per-class test accuracy" in html
 
 
 def test_a_resumed_version_1_run_holds_both_versions(v1_run):

@@ -84,7 +84,7 @@ def test_cell_identity_does_not_depend_on_where_the_source_checkpoint_lies():
     ({"datasets": ["digits"], "methods": ["finetune"], "backbones": ["resnet8"], "search": {"algorithm": "bayes"}},
      "search.algorithm='bayes': choose from: random, grid, optuna"),
     ({"datasets": ["digits"], "methods": ["finetune"], "backbones": ["resnet8"], "resources": {"gpus_per_trial": 1.5}},
-     "fractions only below 1"),
+     "gpus_per_trial=1.5: must be in [0, 1]"),
 ])
 def test_bad_suite(data, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
