@@ -38,7 +38,28 @@ class StagedBackbone(nn.Module):
         return x
 
 
-class Classifier(nn.Module):
+class StageFreezing(nn.Module):
+    """A network on `self.backbone` (a StagedBackbone or a view of one) whose first `frozen_stages` stages can
+    be frozen: no gradients, normalisation statistics fixed in training mode too."""
+
+    frozen_stages: int = 0
+
+    def freeze(self, depth: int) -> None:
+        """Freeze the first `depth` stages: no gradients, BatchNorm statistics fixed."""
+        self.frozen_stages = depth
+        for i, stage in enumerate(self.backbone.stages):
+            for p in stage.parameters():
+                p.requires_grad_(i >= depth)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "StageFreezing":
+        super().train(mode)
+        for stage in self.backbone.stages[: self.frozen_stages]:
+            stage.eval()
+        return self
+
+
+class Classifier(StageFreezing):
     """Backbone plus a head on its features; frozen stages stay in eval mode while training. `facts` are what
     a method records about the network in the run's summary.
 
@@ -56,20 +77,6 @@ class Classifier(nn.Module):
                                                                 nn.Linear(backbone.feature_dim, num_classes))
         self.frozen_stages = 0
         self.facts: dict[str, object] = {}
-
-    def freeze(self, depth: int) -> None:
-        """Freeze the first `depth` stages: no gradients, BatchNorm statistics fixed."""
-        self.frozen_stages = depth
-        for i, stage in enumerate(self.backbone.stages):
-            for p in stage.parameters():
-                p.requires_grad_(i >= depth)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> "Classifier":
-        super().train(mode)
-        for stage in self.backbone.stages[: self.frozen_stages]:
-            stage.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))

@@ -33,6 +33,7 @@ from harness.models.backbones import (
     BACKBONES,
     TORCHVISION,
     BackboneInfo,
+    StageFreezing,
     StagedBackbone,
     load_state_checked,
 )
@@ -53,7 +54,7 @@ class StageView:
         return len(self.stages)
 
 
-class Detector(nn.Module):
+class Detector(StageFreezing):
     """A detection model with its backbone's stages (`backbone`, so freezing and the run's summary read them
     as for a classifier). Takes uint8 or float images; in training
     mode flips each image and its boxes with probability 1/2 when `flip` is set, drops difficult objects from
@@ -67,20 +68,6 @@ class Detector(nn.Module):
         self.label_offset, self.flip = label_offset, flip
         self.frozen_stages = 0
         self.facts: dict[str, object] = {}
-
-    def freeze(self, depth: int) -> None:
-        """Freeze the first `depth` stages: no gradients, normalisation statistics fixed."""
-        self.frozen_stages = depth
-        for i, stage in enumerate(self.backbone.stages):
-            for p in stage.parameters():
-                p.requires_grad_(i >= depth)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> Detector:
-        super().train(mode)
-        for stage in self.backbone.stages[: self.frozen_stages]:
-            stage.eval()
-        return self
 
     def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None):
         images = [x.float().div(255) if x.dtype == torch.uint8 else x for x in images]
