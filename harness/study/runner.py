@@ -178,8 +178,9 @@ def _cluster(args: argparse.Namespace) -> tuple[tuple[float, float] | None, str]
     cluster's for `--dry-run --address` (a real run checks them once it has joined, before writing anything)."""
     ray = sys.modules.get("ray")
     if not args.address and ray is not None and ray.is_initialized():  # a cluster this process joined already
-        total = ray.cluster_resources()
-        return (total.get("CPU", 0.0), total.get("GPU", 0.0)), "the cluster"
+        from harness.study.search import joined_resources
+
+        return joined_resources(), "the cluster"
     if not args.address:
         return local_resources(), LOCAL
     if not args.dry_run:

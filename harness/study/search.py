@@ -111,14 +111,21 @@ def _speaks_grpc(conn: socket.socket) -> bool:
     return header[3] == 4
 
 
+def joined_resources() -> tuple[float, float]:
+    """The CPUs and GPUs of the cluster this process has joined."""
+    import ray
+
+    total = ray.cluster_resources()
+    return total.get("CPU", 0.0), total.get("GPU", 0.0)
+
+
 def cluster_resources(address: str) -> tuple[float, float]:
     """The CPUs and GPUs of the cluster at `address`, joined for the question and left again."""
     import ray
 
     started = init_ray(address)
     try:
-        total = ray.cluster_resources()
-        return total.get("CPU", 0.0), total.get("GPU", 0.0)
+        return joined_resources()
     finally:
         if started:
             ray.shutdown()
@@ -126,10 +133,7 @@ def cluster_resources(address: str) -> tuple[float, float]:
 
 def max_concurrency(resources: Resources, configured: int) -> int | None:
     """How many trials fit the cluster at once; refuses a trial that can never fit."""
-    import ray
-
-    total = ray.cluster_resources()
-    return trials_that_fit(resources, configured, total.get("CPU", 0.0), total.get("GPU", 0.0))
+    return trials_that_fit(resources, configured, *joined_resources())
 
 
 # ---------------------------------------------------------------- Tuners

@@ -79,9 +79,3 @@ def run_problems(config: TrialConfig, memo: Memo | None = None,
         return [*problems, e]
     return problems + (run_problems(job.config, memo, planned) if job is not None else [])
 
-
-def check_run(config: TrialConfig, memo: Memo | None = None, planned: dict[str, str] | None = None) -> None:
-    """Refuse `config` (the first of its `run_problems`) as `harness train` would before its first epoch."""
-    problems = run_problems(config, memo, planned)
-    if problems:
-        raise problems[0]
