@@ -304,11 +304,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
     use_data_root(args.data_root)
     prepare_data([args.dataset], download=args.download)
     records = rank(args.dataset, args.weights, args.backbone, args.samples_per_class, args.split_seed,
-                   args.estimators, log=eprint)
+                   args.estimators, log=eprint, precision=args.precision)
     table = tr.rank_table(records)
     print(f"{args.dataset}: {records[0].images} training images (the test split is not read); "
           f"{len(records)} candidates; features {sum(r.feature_seconds for r in records):.2f}s, estimators "
-          f"{sum(sum(r.seconds.values()) for r in records):.2f}s in all")
+          f"{sum(sum(r.seconds.values()) for r in records):.2f}s in all ({records[0].precision} features)")
     print(tr.rank_text(table))
     for r in records:
         for name, why in r.refused.items():
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-class", type=integer, default=0, help="score a few-shot training subset (0: all)")
     p.add_argument("--split-seed", type=integer, default=0, help="seed of the train/validation/test split")
     p.add_argument("--estimators", type=_csv, help="comma-separated estimators (default: all)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="the feature pass: auto (bfloat16 where the hardware runs it natively), bf16 or fp32")
     p.add_argument("--out", help="write the ranking as .csv or .json")
     add_data_flags(p)
 

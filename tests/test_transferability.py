@@ -139,13 +139,33 @@ def small_source(tmp_path_factory):
 
 def test_features_are_those_the_linear_probe_caches(small_source):
     config = feature_config("digits:5-9", "resnet8", f"checkpoint:{small_source}", samples_per_class=10)
-    tf = target_features(config)
+    tf = target_features(config, precision="fp32")
     cached = prepare(TrialConfig.from_dict({**config.to_dict(), "epochs": 1})).inputs["train"]
     assert cached.images.shape == (50, 64) and tf.observation.features.shape == (50, 64)
     assert np.allclose(tf.observation.features, cached.images.numpy(), atol=1e-6)
     assert np.array_equal(tf.observation.labels, cached.labels.numpy())
     probs = tf.observation.source_probs
     assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1)  # the source classifier over digits 0-4
+
+
+def test_bf16_features_round_the_probes_features_and_keep_the_ranking(small_source):
+    """The fast pass (`--precision bf16`, what `auto` picks on a CPU with native bf16) differs from the float32
+    features by bfloat16 rounding only, and every estimator orders the candidates as with float32."""
+    target = dict(samples_per_class=10)
+    config = feature_config("digits:5-9", "resnet8", f"checkpoint:{small_source}", **target)
+    exact, fast = (target_features(config, precision=p) for p in ("fp32", "bf16"))
+    assert (exact.precision, fast.precision) == ("fp32", "bf16")
+    f32, f16 = exact.observation.features, fast.observation.features
+    assert 0 < np.linalg.norm(f16 - f32) / np.linalg.norm(f32) < 2e-2
+    assert np.allclose(fast.observation.source_probs, exact.observation.source_probs, atol=2e-2)
+    candidates = (f"checkpoint:{small_source}", "none")
+    order = {}
+    for p in ("fp32", "bf16"):
+        scores = [score_candidate(feature_config("digits:5-9", "resnet8", w, **target), ["logme", "hscore", "gbc"], p)
+                  for w in candidates]
+        assert {s.precision for s in scores} == {p}
+        order[p] = {name: scores[0].scores[name] > scores[1].scores[name] for name in scores[0].scores}
+    assert order["bf16"] == order["fp32"]
 
 
 def test_batched_channels_last_features_equal_one_plain_forward(small_source):

@@ -242,6 +242,7 @@ class EstimateRecord(Record):
     feature_seconds: float = 0.0
     images: int = 0
     feature_dim: int = 0
+    precision: str = "fp32"
     error: str | None = None
 
     def __post_init__(self) -> None:

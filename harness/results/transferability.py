@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import matplotlib.pyplot as plt
 
 RANK_COLUMNS = ["estimator", "rank", "candidate", "score", "seconds", "backbone", "weights", "feature_seconds",
-                "images", "refused"]
+                "precision", "images", "refused"]
 AGREEMENT_COLUMNS = ["dataset", "samples_per_class", "method", "estimator", "candidates", "weighted_tau",
                      "spearman_rho"]
 OUT_FORMATS = ("csv", "json")
@@ -48,7 +48,7 @@ def rank_table(records: list[EstimateRecord]) -> pd.DataFrame:
         for r in records:
             rows.append({"estimator": name, "candidate": r.label, "score": r.scores.get(name),
                          "seconds": r.seconds.get(name), "backbone": r.backbone, "weights": r.weights,
-                         "feature_seconds": r.feature_seconds, "images": r.images,
+                         "feature_seconds": r.feature_seconds, "precision": r.precision, "images": r.images,
                          "refused": r.refused.get(name) or r.error or ""})
     df = pd.DataFrame(rows, columns=[c for c in RANK_COLUMNS if c != "rank"])
     df["score"] = pd.to_numeric(df["score"])

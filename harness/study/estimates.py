@@ -9,6 +9,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from harness.core.errors import ConfigError
 from harness.models.backbones import BACKBONES
 from harness.models.weights import read_checkpoint
@@ -16,7 +18,7 @@ from harness.ranking import ESTIMATORS
 from harness.results.records import EstimateRecord
 from harness.results.store import RunStore
 from harness.study.plan import EstimateJob
-from harness.train.estimates import feature_config, score_candidate
+from harness.train.estimates import feature_config, feature_dtype, score_candidate
 
 Log = Callable[[str], None]
 
@@ -49,32 +51,35 @@ def parse_candidate(entry: str, backbone: str | None) -> Candidate:
 
 
 def score(candidate: Candidate, dataset: str, samples_per_class: int = 0, split_seed: int = 0,
-          estimators: list[str] | None = None, job: str = "", subset_seed: int = 0) -> EstimateRecord:
+          estimators: list[str] | None = None, job: str = "", subset_seed: int = 0, precision: str = "auto"
+          ) -> EstimateRecord:
     """Every estimator's score of one candidate for the target's training split (the test split stays sealed)."""
     config = feature_config(dataset, candidate.backbone, candidate.weights, samples_per_class, split_seed=split_seed,
                             subset_seed=subset_seed)
-    s = score_candidate(config, estimators)
+    s = score_candidate(config, estimators, precision)
     return EstimateRecord(job=job, label=candidate.label, dataset=dataset, samples_per_class=samples_per_class,
                           backbone=candidate.backbone, weights=candidate.weights, status="ok", scores=s.scores,
                           seconds=s.seconds, refused=s.refused, feature_seconds=s.feature_seconds, images=s.images,
-                          feature_dim=s.feature_dim)
+                          feature_dim=s.feature_dim, precision=s.precision)
 
 
 def rank(dataset: str, entries: list[str], backbone: str | None = None, samples_per_class: int = 0,
-         split_seed: int = 0, estimators: list[str] | None = None, log: Log | None = None) -> list[EstimateRecord]:
-    """`harness rank`: every entry checked first, then each candidate's training features extracted once and
-    scored by every estimator."""
+         split_seed: int = 0, estimators: list[str] | None = None, log: Log | None = None, precision: str = "auto"
+         ) -> list[EstimateRecord]:
+    """`harness rank`: every entry checked first, then each candidate's training features extracted once (in
+    `precision`: auto, bf16 or fp32) and scored by every estimator."""
     for name in estimators or ():
         ESTIMATORS.get(name)
+    feature_dtype(precision, torch.device("cpu"))
     if len(set(entries)) != len(entries):
         raise ConfigError(f"--weights: {', '.join(sorted({e for e in entries if entries.count(e) > 1}))} given twice")
     candidates = [parse_candidate(e, backbone) for e in entries]
     records = []
     for c in candidates:
-        records.append(score(c, dataset, samples_per_class, split_seed, estimators))
+        records.append(score(c, dataset, samples_per_class, split_seed, estimators, precision=precision))
         if log:
             log(f"{c.label}: {c.backbone}, {records[-1].images} training images -> {records[-1].feature_dim} "
-                f"features in {records[-1].feature_seconds:.2f}s")
+                f"{records[-1].precision} features in {records[-1].feature_seconds:.2f}s")
     return records
 
 
