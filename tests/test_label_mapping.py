@@ -17,7 +17,11 @@ from harness.methods.label_mapping import LabelMappingHead, initialise
 from harness.methods.objective import MethodContext
 from harness.models.backbones import Classifier, StagedBackbone
 from harness.models.weights import weights_file
-from harness.ranking.leep import empirical_conditional, expected_empirical_predictor, leep
+from harness.ranking.leep import (
+    empirical_conditional,
+    expected_empirical_predictor,
+    leep,
+)
 from harness.train.checks import run_problems
 from harness.train.loop import fit, prepare
 

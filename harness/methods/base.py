@@ -14,7 +14,7 @@ from harness.core.registry import Registry
 from harness.data.bundle import AnySplit
 from harness.data.registry import dataset_task
 from harness.methods.objective import MethodContext, Objective
-from harness.models.backbones import Classifier, StagedBackbone
+from harness.models.backbones import Classifier
 
 
 @dataclass(frozen=True)
