@@ -16,7 +16,7 @@ ALLOWED = {
     "data": {"core"},
     "models": {"core", "data"},
     "tasks": {"core", "data", "models"},
-    "methods": {"core", "data", "models", "tasks"},
+    "methods": {"core", "ranking", "data", "models", "tasks"},
     "train": {"core", "ranking", "data", "models", "tasks", "methods"},
     "results": {"core", "ranking"},
     "study": {"core", "ranking", "data", "models", "tasks", "methods", "train", "results"},

@@ -69,8 +69,20 @@ def test_new_fields_at_their_defaults_keep_existing_config_hashes():
     ({"method": "distill", "teacher": "resnet200"}, "teacher='resnet200': give a backbone or checkpoint:PATH; "
                                                     "unknown backbone 'resnet200'"),
     ({"method": "distill", "teacher": "checkpoint:/no/such.pt"}, "teacher='checkpoint:/no/such.pt': no such file"),
-    ({"method": "multibranch", "aux_dataset": "digit:0-4"}, "aux_dataset='digit:0-4': give rotation or a dataset "
-                                                            "spec; unknown dataset 'digit'"),
+    ({"method": "multibranch", "aux_tasks": "digit:0-4"}, "aux_tasks='digit:0-4': task 'digit:0-4': give rotation "
+                                                          "or a dataset spec; unknown dataset 'digit'"),
+    ({"method": "multibranch", "aux_tasks": "rotation+"}, "aux_tasks='rotation+': an empty task; give dataset specs "
+                                                          "or rotation, joined by '+'"),
+    ({"method": "multibranch", "aux_tasks": "rotation+rotation"}, "aux_tasks='rotation+rotation': a task is named "
+                                                                  "twice"),
+    ({"method": "multibranch", "aux_tasks": "rotation+digits:0-1+digits:2-3+digits:4-5+shapes"},
+     "aux_tasks='rotation+digits:0-1+digits:2-3+digits:4-5+shapes': 5 tasks; at most 4"),
+    ({"method": "multibranch", "aux_tasks": "rotation+digits:0-4", "aux_weight_3": 0.2},
+     "aux_weight_3=0.2: aux_tasks='rotation+digits:0-4' names 2 task(s); weight only the tasks it names "
+     "(aux_weight, aux_weight_2)"),
+    ({"method": "label_mapping", "weights": "none"}, "weights='none': method 'label_mapping' needs pretrained weights"),
+    ({"method": "label_mapping", "weights": "imagenet", "dropout": 0.1}, "dropout=0.1: method 'label_mapping' has no "
+                                                                        "layer for dropout"),
 ])
 def test_bad_values_give_one_line_config_errors(values, message):
     with pytest.raises(ConfigError) as e:
@@ -87,22 +99,24 @@ def test_feature_layer_beyond_the_backbone_is_refused():
 
 # ---------------------------------------------------------------- multibranch
 
-def test_multibranch_backbone_gets_gradients_from_both_tasks():
+def test_multibranch_trunk_gets_gradients_from_every_task():
     torch.manual_seed(0)
-    model = MultiBranchClassifier(cifar_resnet(8), num_classes=10, aux_classes=5, dropout=0.0, train_aux=True)
-    x, xa = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
-    y, ya = torch.randint(0, 10, (8,)), torch.randint(0, 5, (8,))
+    model = MultiBranchClassifier(cifar_resnet(8), num_classes=10, aux_classes=[5, 4], dropout=0.0,
+                                  train_aux=[True, True])
+    x, xa, xb = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32), torch.randn(6, 3, 32, 32)
+    targets = [torch.randint(0, 10, (8,)), torch.randint(0, 5, (8,)), torch.randint(0, 4, (6,))]
+    heads = [model.head, *model.aux_heads]
     grads = []
-    for which in (0, 1):
+    for which in range(3):
         model.zero_grad(set_to_none=True)
-        main, aux = model(x, xa)
-        torch.nn.functional.cross_entropy((main, aux)[which], (y, ya)[which]).backward()
-        heads = [model.head, model.aux_head]
+        main, aux = model(x, xa, xb)
+        torch.nn.functional.cross_entropy([main, *aux][which], targets[which]).backward()
         assert all(p.grad is not None for p in heads[which].parameters())
-        assert all(p.grad is None for p in heads[1 - which].parameters())
+        assert all(p.grad is None for i, h in enumerate(heads) if i != which for p in h.parameters())
         grads.append(torch.cat([p.grad.flatten() for p in model.backbone.parameters()]))
         assert grads[-1].abs().sum() > 0
-    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) < 0.99
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert torch.nn.functional.cosine_similarity(grads[a], grads[b], dim=0) < 0.99
 
 
 def test_rotation_turns_each_image_by_its_own_quarter_turns():
@@ -113,30 +127,40 @@ def test_rotation_turns_each_image_by_its_own_quarter_turns():
         assert torch.equal(out[i], torch.rot90(x[i], i, dims=(1, 2)))
 
 
-def test_multibranch_trains_both_heads_and_zero_weight_is_finetuning(source_checkpoint):
-    aux = {"method": "multibranch", "aux_dataset": "digits:0-4"}
+def test_multibranch_zero_weights_are_finetuning_and_a_zero_weight_head_stays_unchanged(source_checkpoint):
+    aux = {"method": "multibranch", "aux_tasks": "digits:0-4+rotation"}
     finetune = fit(config(source_checkpoint))
-    off = fit(config(source_checkpoint, aux_weight=0.0, **aux))
-    on = fit(config(source_checkpoint, aux_weight=0.5, **aux))
-    start = initial_model(config(source_checkpoint, aux_weight=0.0, **aux))
+    off = fit(config(source_checkpoint, aux_weight=0.0, aux_weight_2=0.0, **aux))
+    on = fit(config(source_checkpoint, aux_weight=0.5, aux_weight_2=0.0, **aux))
+    start = initial_model(config(source_checkpoint, aux_weight=0.0, aux_weight_2=0.0, **aux))
 
-    # aux_weight = 0 is fine-tuning: the same network, weight for weight, and the same scores
+    # every weight 0 is fine-tuning: the same network, weight for weight, and the same scores
     assert same_state(off.model.backbone, finetune.model.backbone) and same_state(off.model.head, finetune.model.head)
-    assert off.summary["val"] == finetune.summary["val"]
-    assert same_state(off.model.aux_head, start.aux_head)  # never trained
-    # with weight, both heads and the shared backbone move, and the backbone ends elsewhere than fine-tuning's
-    assert not same_state(on.model.head, start.head) and not same_state(on.model.aux_head, start.aux_head)
+    assert {k: v for k, v in off.summary["val"].items() if not k.startswith("aux")} == finetune.summary["val"]
+    assert all(same_state(a, b) for a, b in zip(off.model.aux_heads, start.aux_heads))  # never trained
+    # the weighted branch's head, the target head and the shared trunk move; the branch of weight 0 does not
+    assert not same_state(on.model.head, start.head) and not same_state(on.model.aux_heads[0], start.aux_heads[0])
+    assert same_state(on.model.aux_heads[1], start.aux_heads[1])
     assert not same_state(on.model.backbone, finetune.model.backbone)
-    facts = on.summary["model"]
-    assert facts["aux_task"] == "digits:0-4" and facts["aux_classes"] == 5 and facts["aux_val_accuracy"] > 0.6
-    assert on.summary["val"]["accuracy"] > 0.8  # only the main task is scored (10 classes)
+    assert on.summary["model"]["aux_branches"] == [
+        {"branch": 1, "task": "digits:0-4", "weight": 0.5, "classes": 5,
+         "train_loss": on.summary["model"]["aux_branches"][0]["train_loss"]},
+        {"branch": 2, "task": "rotation", "weight": 0.0, "classes": 4, "train_loss": None}]
+    assert on.summary["val"]["aux1_accuracy"] > 0.6 and on.summary["val"]["aux2_accuracy"] is None
+    assert on.summary["val"]["accuracy"] > 0.8  # only the main task is the run's score (10 classes)
 
 
-def test_multibranch_rotation_task_learns_on_target_images(source_checkpoint):
-    result = fit(config(source_checkpoint, method="multibranch", aux_dataset="rotation", aux_weight=1.0))
-    facts = result.summary["model"]
-    assert result.summary["status"] == "ok" and facts["aux_classes"] == 4
-    assert facts["aux_val_accuracy"] > 0.4  # chance is 0.25
+def test_multibranch_trains_every_weighted_branch(source_checkpoint):
+    c = config(source_checkpoint, method="multibranch", aux_tasks="rotation+digits:0-4", aux_weight=1.0,
+               aux_weight_2=0.3)
+    result, start = fit(c), initial_model(c)
+    assert result.summary["status"] == "ok"
+    assert not any(same_state(a, b) for a, b in zip(result.model.aux_heads, start.aux_heads))
+    branches = result.summary["model"]["aux_branches"]
+    assert [(b["task"], b["weight"], b["classes"]) for b in branches] == [("rotation", 1.0, 4), ("digits:0-4", 0.3, 5)]
+    assert all(b["train_loss"] > 0 for b in branches)
+    val = result.summary["val"]
+    assert val["aux1_accuracy"] > 0.4 and val["aux2_accuracy"] > 0.6  # chance: 0.25 and 0.2
 
 
 # ---------------------------------------------------------------- distill

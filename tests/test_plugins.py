@@ -22,7 +22,7 @@ from harness.train.artifacts import source_config, source_path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FEDERATED = ["clients", "alpha", "client_fraction", "local_epochs", "freeze_depth"]
-KNOBS = {"partial": ["freeze_depth"], "multibranch": ["aux_dataset", "aux_weight"],
+KNOBS = {"partial": ["freeze_depth"], "multibranch": ["aux_tasks", "aux_weight", "aux_weight_2", "aux_weight_3", "aux_weight_4"],
          "distill": ["teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"],
          "feature_transfer": ["feature_layer", "target_depth", "target_width"], "l2sp": ["l2sp_alpha", "l2sp_beta"],
          "fedavg": FEDERATED, "fedprox": FEDERATED + ["mu"], "fedbn": FEDERATED, "fedadam": FEDERATED + ["server_lr"]}
@@ -32,7 +32,7 @@ KNOBS = {"partial": ["freeze_depth"], "multibranch": ["aux_dataset", "aux_weight
 
 def test_every_method_declares_its_knobs_and_nothing_else():
     assert list(METHODS) == ["scratch", "linear_probe", "finetune", "partial", "multibranch", "distill",
-                             "feature_transfer", "l2sp", "fedavg", "fedprox", "fedbn", "fedadam"]
+                             "feature_transfer", "label_mapping", "l2sp", "fedavg", "fedprox", "fedbn", "fedadam"]
     for name in METHODS:
         assert [f.name for f in dataclasses.fields(METHODS.get(name).args)] == KNOBS.get(name, [])
     assert not {f.name for f in common_fields()} & set(knob_fields())
@@ -64,7 +64,7 @@ def test_unknown_hyperparameter_lists_close_matches_first():
     ({"method": "partial", "freeze_depth": -1}, "freeze_depth=-1: must be >= 0"),
     ({"method": "partial", "freeze_depth": "two"}, "freeze_depth='two': must be an int"),
     ({"method": "multibranch", "aux_weight": -0.5}, "aux_weight=-0.5: must be >= 0"),
-    ({"method": "multibranch", "aux_dataset": ""}, "aux_dataset='': give a dataset spec or rotation"),
+    ({"method": "multibranch", "aux_tasks": ""}, "aux_tasks='': give dataset specs or rotation, joined by '+'"),
     ({"method": "distill", "teacher_epochs": 0}, "teacher_epochs=0: must be >= 1"),
     ({"method": "distill", "kd_alpha": "nan"}, "kd_alpha=nan: must be in [0, 1]"),
     ({"method": "feature_transfer", "target_width": 0}, "target_width=0: must be >= 1"),
@@ -116,10 +116,11 @@ def test_a_knobs_dataclass_needs_defaults_and_scalar_types():
 def test_identities_source_files_and_cell_ids_do_not_move():
     ids = [TrialConfig.from_dict(d).identity() for d in (
         {}, {"method": "partial", "freeze_depth": 2, "backbone": "resnet8", "lr": 0.01}, {"method": "scratch"},
-        {"method": "distill", "kd_alpha": 0.3}, {"method": "multibranch", "aux_dataset": "digits:0-4"},
+        {"method": "distill", "kd_alpha": 0.3}, {"method": "multibranch", "aux_tasks": "digits:0-4"},
         {"method": "feature_transfer", "feature_layer": -2, "target_width": 32},
         {"method": "l2sp", "l2sp_alpha": 0.5, "weights": "imagenet"}, {"l1": 1e-5, "train_on_val": True})]
-    assert ids == ["517fa4e81bb5", "068c35e640e6", "0ea85124b35a", "ffcc726020c3", "aadad448a821", "c2047cd790e5",
+    # multibranch's moved once, when aux_tasks (a list of tasks) replaced aux_dataset (issue 22)
+    assert ids == ["517fa4e81bb5", "068c35e640e6", "0ea85124b35a", "ffcc726020c3", "c57b7a8a88a1", "c2047cd790e5",
                    "dd05f88f2a15", "cb17bdc2b894"]
     source = source_path(source_config("digits:0-4", "resnet8", 15))
     assert source.name == "digits_0-4-resnet8-79c87fccc0b1.pt"  # its file name enters every transfer cell's id
@@ -129,8 +130,8 @@ def test_identities_source_files_and_cell_ids_do_not_move():
     assert [c.cell_id for c in cells(load_suite("quick"), weights)] == [
         "14d5d16af32d", "73f804a24d38", "ea65898e5600", "a2b058a20293", "211541b32d94", "5afb5dc25451",
         "70202ed04de8", "350615bda346"]
-    assert [c.cell_id for c in cells(load_suite("methods"), weights)] == [
-        "13058e59350b", "0ee5ee57276c", "df14ef56b09d", "8f4aed9f30bf", "e55240dd1148", "89a45a168cc1",
+    assert [c.cell_id for c in cells(load_suite("methods"), weights)] == [  # multibranch's moved in issue 22
+        "3590a9fa1536", "0ee5ee57276c", "df14ef56b09d", "8f4aed9f30bf", "7e0114405e45", "89a45a168cc1",
         "1b05233bf02b"]
 
 
@@ -200,8 +201,8 @@ def test_space_values_are_checked_against_their_field(tmp_path, text, message):
 
 
 def test_strings_from_yaml_become_the_fields_type_other_values_stay_as_written(tmp_path):
-    space = read_space_file(write(tmp_path, "x.yaml", 'lr: "1e-3"\nwarmup_epochs: 1\naux_dataset: "5"\n'))
-    assert space == {"lr": 0.001, "warmup_epochs": 1, "aux_dataset": "5"} and type(space["warmup_epochs"]) is int
+    space = read_space_file(write(tmp_path, "x.yaml", 'lr: "1e-3"\nwarmup_epochs: 1\naux_tasks: "5"\n'))
+    assert space == {"lr": 0.001, "warmup_epochs": 1, "aux_tasks": "5"} and type(space["warmup_epochs"]) is int
 
 
 def test_default_space_may_not_hold_a_methods_knob(tmp_path):

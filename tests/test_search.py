@@ -224,3 +224,37 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_anything_starts(ray_lo
         capsys.readouterr().err
     assert not out.exists() or not [d for d in out.iterdir() if d.name != "sources"]
     assert main(["run", "--suite", str(path), "--results-dir", str(out), "--workers-per-trial", "3"]) == 2
+
+
+def test_several_aux_tasks_and_label_mapping_run_through_the_pipeline(ray_local, source_checkpoint, tmp_path):
+    """A suite entry with two auxiliary tasks (the second's weight searched) beside a label-mapping cell: every
+    trial and final record carries each branch's validation accuracy, or the untrained score; the leaderboard and
+    the report show them."""
+    import pandas as pd
+
+    entry = {"name": "digits:5-9", "samples_per_class": 10,
+             "overrides": {"aux_tasks": "digits:0-4+rotation", "aux_weight_2": {"loguniform": [0.05, 1.0]},
+                           "batch_size": 16}}
+    path = suite_file(tmp_path, source_checkpoint, datasets=[entry], methods=["multibranch", "label_mapping"])
+    assert main(["run", "--suite", str(path), "--results-dir", str(tmp_path / "r")]) == 0
+    run_dir = only_run_dir(tmp_path / "r")
+    records = read_records(run_dir / "records.jsonl")
+    cells = {r.method: r for r in records if isinstance(r, CellRecord)}
+    assert "aux_weight_2" in cells["multibranch"].space and "aux_weight_2" not in cells["label_mapping"].space
+    runs = {m: [r for r in records if isinstance(r, (TrialRecord, FinalRecord)) and r.method == m and r.status == "ok"]
+            for m in cells}
+    assert len(runs["multibranch"]) == len(runs["label_mapping"]) == 4  # 2 trials and 2 finals each
+    for r in runs["multibranch"]:
+        assert 0 <= r.val["aux1_accuracy"] <= 1 and 0 <= r.val["aux2_accuracy"] <= 1
+    finals = [r for r in runs["multibranch"] if isinstance(r, FinalRecord)]
+    assert all([b["task"] for b in f.model["aux_branches"]] == ["digits:0-4", "rotation"] for f in finals)
+    for r in runs["label_mapping"]:
+        assert 0 <= r.val["untrained_accuracy"] <= 1
+        assert isinstance(r, TrialRecord) or 0 <= r.test["untrained_accuracy"] <= 1
+    board = pd.read_csv(run_dir / "leaderboard.csv").set_index("method")
+    untrained = [r.test["untrained_accuracy"] for r in runs["label_mapping"] if isinstance(r, FinalRecord)]
+    assert board.loc["label_mapping", "test_untrained_score"] == pytest.approx(sum(untrained) / 2)
+    assert pd.isna(board.loc["multibranch", "test_untrained_score"])
+    report = (run_dir / "report.html").read_text()
+    assert "Auxiliary branches of multi-branch cells" in report and "untrained score" in report
+    assert "test_untrained_score" in (run_dir / "leaderboard.md").read_text()

@@ -8,7 +8,7 @@ from harness.core.errors import ConfigError
 from harness.study.spaces import Dist, method_space, resolve_stages
 from harness.study.suite import cells, load_suite
 
-NEW_METHODS = {"multibranch": ("aux_dataset", "aux_weight"),
+NEW_METHODS = {"multibranch": ("aux_tasks", "aux_weight"),
                "distill": ("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
                "feature_transfer": ("feature_layer", "target_depth", "target_width"),
                "l2sp": ("l2sp_alpha", "l2sp_beta")}
@@ -55,8 +55,10 @@ def test_methods_suite_cells_and_ray_tune_spaces():
         assert c.weights == "checkpoint:/src.pt"
         space, _, _ = search_parts(c)
         assert set(NEW_METHODS[c.method]) <= set(space)
-        assert ("aux_dataset" in c.space) == (c.method == "multibranch")  # a dataset's override reaches its user only
-    assert {c.space["aux_dataset"] for c in cs if c.method == "multibranch"} == {"digits:0-4"}
+        assert ("aux_tasks" in c.space) == (c.method == "multibranch")  # a dataset's override reaches its user only
+        assert ("aux_weight_2" in c.space) == (c.method == "multibranch" and c.dataset.name == "digits")
+    assert {c.dataset.name: c.space["aux_tasks"] for c in cs if c.method == "multibranch"} == {
+        "digits": "digits:0-4+rotation", "digits:5-9": "digits:0-4"}
 
 
 def test_method_needing_pretrained_weights_is_refused_before_running():

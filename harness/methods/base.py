@@ -11,9 +11,10 @@ from typing import Any, Callable
 from harness.core.config import MethodArgs, TrialConfig, param_of, register_method_args
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
+from harness.data.bundle import AnySplit
 from harness.data.registry import dataset_task
 from harness.methods.objective import MethodContext, Objective
-from harness.models.backbones import Classifier, StagedBackbone
+from harness.models.backbones import Classifier
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,15 @@ class Method:
     `frozen_stages(config, num_stages)`: how many leading stages stay fixed. `args`: the method's knobs
     (read as `config.method_args.<knob>`). `pretrained`: "forbidden", "optional" or "required".
     `any_source`: a checkpoint in `weights` may hold another network than `backbone`; that network is built.
+    `source_classifier`: the network keeps the weights' own classifier over the source classes, which `build`
+    receives as `classifier=` (weights without one are refused). `untrained_scores`: the network as built is
+    already a predictor, so the run scores it before its first step too (`untrained_...` metrics).
     `tasks`: the tasks (harness.tasks) it makes sense for; others are refused.
     Hooks: `validate(config)` checks names before any data is loaded; `preparation(config)` names a network
     that must be trained first (a job of the study's plan, whose file reaches the objective);
     `build(config, backbone, num_classes, input_size)` makes the network (default: the backbone and the task's
-    head); `objective(ctx)` the training loss; `server(config)`, for a federated method, the server that aggregates
+    head); `initialise(ctx, train)` sets weights that depend on the training split (`train`: what `ctx.trained`
+    sees, images or cached features) before the first step; `objective(ctx)` the training loss; `server(config)`, for a federated method, the server that aggregates
     its clients' updates every round (harness.methods.federated).
     """
 
@@ -62,7 +67,10 @@ class Method:
     any_source: bool = False
     validate: Callable[[TrialConfig], None] | None = None
     preparation: Callable[[TrialConfig], Preparation | None] = no_preparation
-    build: Callable[[TrialConfig, StagedBackbone, int, int], Classifier] | None = None  # None: the task's head
+    build: Callable[..., Classifier] | None = None  # (config, backbone, num_classes, input_size); None: the task's head
+    source_classifier: bool = False
+    initialise: Callable[[MethodContext, AnySplit], None] | None = None
+    untrained_scores: bool = False
     objective: Callable[[MethodContext], Objective] = Objective
     server: Callable[[TrialConfig], Any] | None = None  # federated methods: the server aggregating client updates
     tasks: tuple[str, ...] = ("classification",)  # the tasks it makes sense for (harness.tasks)

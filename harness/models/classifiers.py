@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import get_model
 
+from harness.core.errors import ConfigError
 from harness.models.backbones import BACKBONES
 from harness.models.weights import LoadedWeights
 
@@ -45,3 +46,22 @@ def source_classifier(weights: LoadedWeights, network: str, feature_dim: int, sp
     layer = nn.Linear(in_features, out_features, bias="bias" in state)
     layer.load_state_dict(state)
     return layer, ""
+
+
+def require_classifier(weights: LoadedWeights, network: str, feature_dim: int, spec: str, method: str) -> nn.Linear:
+    """The network's own classifier for a method that keeps it; a one-line ConfigError naming the weights and the
+    method when the weights have none."""
+    layer, why = source_classifier(weights, network, feature_dim, spec)
+    if layer is None:
+        raise ConfigError(f"weights='{spec}': method '{method}' needs the source network's own classifier; {why}")
+    return layer
+
+
+def lacks_classifier(weights: LoadedWeights, spec: str, method: str) -> ConfigError | None:
+    """What can be told without building the network: weights that surely have no classifier for `method` (none,
+    or a source file written before files kept their head); a file a study has yet to write will have one."""
+    if weights.kind == "none" or (weights.kind == "checkpoint" and weights.state_dict is not None
+                                  and weights.classifier is None):
+        why = source_classifier(weights, "", 0, spec)[1]
+        return ConfigError(f"weights='{spec}': method '{method}' needs the source network's own classifier; {why}")
+    return None

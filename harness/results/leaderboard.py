@@ -153,6 +153,7 @@ def frame(records: Records) -> pd.DataFrame:
             run_id=c.run_id,
         )
         row.update(federated_columns(c, runs))
+        row.update(untrained_columns(headline, runs))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -176,6 +177,17 @@ def federated_columns(cell: CellRecord, runs: list[FinalRecord]) -> dict[str, ob
     for name in ("mb_per_round", "mb_total", "rounds_to_90"):
         out[name] = _mean([(r.cost or {}).get(name) for r in runs])
     return out
+
+
+def untrained_columns(headline: str, runs: list[FinalRecord]) -> dict[str, object]:
+    """The zero-training score of a cell whose network is a predictor before any step (label_mapping: LEEP's
+    expected empirical predictor): the mean over the final seeds of its headline test metric, untrained, and its
+    95% interval. Nothing for a cell without one."""
+    values = [r.test.get(f"untrained_{headline}") for r in runs]
+    if not any(v is not None for v in values):
+        return {}
+    mean, half = mean_confidence_interval([v for v in values if v is not None])
+    return {"test_untrained_score": mean, "test_untrained_score_ci95": half}
 
 
 def _mean(values: list[float | None]) -> float:
@@ -308,6 +320,8 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
     cols = cols[:at] + detection + cols[at:]
     if detection and show.test_accuracy.isna().all():  # detection alone: no empty accuracy columns
         cols = [c for c in cols if c not in ("test_accuracy", "test_macro_f1", "test_ece")]
+    if "test_untrained_score" in show:
+        cols.insert(cols.index("test_score") + 1, "test_untrained_score")
     if "setting" in show:
         cols[2:2] = ["setting"]
         cols[cols.index("seeds"):cols.index("seeds")] = FEDERATED_COLUMNS
@@ -333,7 +347,7 @@ def to_text(df: pd.DataFrame) -> str:
 
 FORMATS = ("text", "md", "csv", "json", "parquet", "html")
 BINARY_FORMATS = ("parquet",)
-HIGHER_IS_BETTER = ("test_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
+HIGHER_IS_BETTER = ("test_score", "test_untrained_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
                     "images_per_s", "seeds", "test_client_accuracy_mean", "test_client_accuracy_worst", "test_map50",
                     "test_map50_area", "test_map")
 

@@ -5,8 +5,8 @@ Sections: the leaderboard; the summary matrix; the headline test score per entry
 critical-difference diagram (Friedman test, Demsar 2006) where the statistics give one; score against cost with
 each dataset's Pareto front; per-class test accuracy of every entry; the best entry's confusion matrix per dataset;
 validation curves of each cell's best trial; every search trial in parallel coordinates; which hyperparameter
-mattered (rank correlations over trials); score against learning rate; transferability estimates; the chosen
-hyperparameters. Per-task parts read whatever the records hold (per-class accuracy, confusion matrices), so a
+mattered (rank correlations over trials); score against learning rate; transferability estimates; each
+auxiliary branch of the multi-branch cells (its validation accuracy); the chosen hyperparameters. Per-task parts read whatever the records hold (per-class accuracy, confusion matrices), so a
 task that records neither simply has no such section.
 """
 
@@ -76,6 +76,18 @@ LEADERBOARD = [
 ]
 
 
+UNTRAINED = Column("test_untrained_score", "untrained score",
+                   show=lambda v, r: interval(v, r.get("test_untrained_score_ci95")))
+
+
+def leaderboard_columns(df: pd.DataFrame) -> list[Column]:
+    """The leaderboard's columns, with the zero-training score after the test score where a cell has one."""
+    if "test_untrained_score" not in df:
+        return LEADERBOARD
+    at = [c.key for c in LEADERBOARD].index("test_score") + 1
+    return LEADERBOARD[:at] + [UNTRAINED] + LEADERBOARD[at:]
+
+
 def _section(title: str, body: str, note: str = "") -> str:
     return f"<h2>{html.escape(title)}</h2>" + (f"<p class='note'>{note}</p>" if note else "") + body
 
@@ -116,6 +128,32 @@ def config_table(df: pd.DataFrame) -> str:
                  cls="configs")
 
 
+def branches_table(finals: Sequence[FinalRecord]) -> str:
+    """One row per auxiliary branch of every multi-branch cell: its task, loss weight, classes and validation
+    accuracy (mean over the final seeds); empty where no final run had auxiliary branches."""
+    rows = []
+    for f in finals:
+        for b in (f.model or {}).get("aux_branches") or []:
+            rows.append({"dataset": f.dataset, "samples_per_class": f.samples_per_class, "method": f.method,
+                         "backbone": f.backbone, "weights": weights_label(f.weights), "branch": b["branch"],
+                         "task": b["task"], "weight": b["weight"], "classes": b["classes"],
+                         "val_accuracy": (f.val or {}).get(f"aux{b['branch']}_accuracy"),
+                         "main_val_accuracy": (f.val or {}).get("accuracy")})
+    if not rows:
+        return ""
+    keys = ["dataset", "samples_per_class", "method", "backbone", "weights", "branch", "task", "weight", "classes"]
+    groups = pd.DataFrame(rows).groupby(keys, sort=False, dropna=False)
+    frame = groups.mean(numeric_only=True).reset_index().assign(seeds=groups.size().to_numpy())
+    return _section("Auxiliary branches of multi-branch cells", table(frame, [
+        Column("dataset", **TEXT), Column("samples_per_class", "shots"), Column("method", **TEXT),
+        Column("backbone", **TEXT), Column("weights", **TEXT), Column("branch"), Column("task", **TEXT),
+        Column("weight", "loss weight"), Column("classes"), Column("val_accuracy", "branch val accuracy"),
+        Column("main_val_accuracy", "target val accuracy"), Column("seeds")], cls="branches"),
+        "Each auxiliary task's head on its own validation data (a dataset's validation split; rotation: the "
+        "target's validation images, each turned by its index mod 4 quarter turns), mean over the final seeds; "
+        "– for a branch of weight 0, whose head is not trained. Only the target task is the cell's score.")
+
+
 def _scrolling(section: str) -> str:
     """Tables of another module's section, wrapped so that they scroll inside their own box."""
     return re.sub(r"(<table.*?</table>)", r"<div class='scroll'>\1</div>", section, flags=re.DOTALL)
@@ -149,7 +187,7 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: Sequence[TrialRecord
         f"<style>{CSS}</style></head><body><h1>Transfer-learning leaderboard</h1>",
         f"<p class='note'>Runs: {html.escape(', '.join(runs))}. {INTRO}</p>",
         filter_bar(df),
-        _section("Leaderboard", table(df, LEADERBOARD, cls="leaderboard")),
+        _section("Leaderboard", table(df, leaderboard_columns(df), cls="leaderboard")),
         _section(f"Summary: mean test {metrics} per dataset, average rank and score", summary_table(summary)),
         _figure("Test score per entry", figure_accuracy(df),
                 "Bars: mean headline test metric over seeds; whiskers: 95% confidence interval; colour: the "
@@ -175,6 +213,7 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: Sequence[TrialRecord
         _figure("Validation score against learning rate", figure_lr(df, trials),
                 "Every search trial; hollow markers: trials stopped early by the scheduler."),
         _scrolling(transferability.report_section(df, list(estimates), png)),
+        branches_table(finals),
         _section("Chosen hyperparameters", config_table(df)),
         f"<script>{JS}</script>",
         "</body></html>",

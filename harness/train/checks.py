@@ -12,6 +12,7 @@ from harness.data.catalog import CATALOG, missing_files
 from harness.data.registry import parse_spec, spec_options
 from harness.methods import METHODS
 from harness.models.backbones import stage_count
+from harness.models.classifiers import lacks_classifier
 from harness.models.weights import LoadedWeights, load_weights
 from harness.tasks import task_of
 from harness.train.inputs import load_data
@@ -42,7 +43,8 @@ def data_on_disk(spec: str) -> bool:
 def run_problems(config: TrialConfig, memo: Memo | None = None,
                  planned: dict[str, str] | None = None) -> list[ConfigError]:
     """Everything `harness train` would refuse in `config` before its first epoch, each independent problem
-    once: names and knobs, the weights (file present, readable, of the right network), the dataset (spec,
+    once: names and knobs, the weights (file present, readable, of the right network, with its own classifier
+    where the method keeps it), the dataset (spec,
     options, class subset, few-shot size against the smallest class, the task's headline metric) and the
     method's knobs against the backbone's stages (and the same for what the method trains first, a teacher).
     `memo` shares loaded weights and data between calls; `planned` maps checkpoint weights that a study
@@ -63,6 +65,8 @@ def run_problems(config: TrialConfig, memo: Memo | None = None,
                             lambda: load_weights(config.weights, config.backbone, any_network=method.any_source))
     except ConfigError as e:
         problems.append(e)
+    if method.source_classifier and not problems and (problem := lacks_classifier(weights, config.weights, config.method)):
+        problems.append(problem)
     try:
         spec_options(config.dataset)
         if data_on_disk(config.dataset):

@@ -35,6 +35,7 @@ from harness.data.registry import DATASETS, dataset_task, parse_spec
 from harness.methods import METHODS
 from harness.methods.objective import MethodContext, Objective, l1_penalty
 from harness.models.backbones import BACKBONES, Classifier
+from harness.models.classifiers import require_classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.tasks import Task, task_named, task_of
 from harness.train.cost import CostMeter
@@ -108,6 +109,7 @@ class Prepared:
     scaler: torch.amp.GradScaler
     objective: Objective
     federation: Federation | None = None  # the server's side of a federated method's run
+    untrained: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # see `untrained_scores`
 
 
 @dataclass(frozen=True)
@@ -154,24 +156,37 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
         inputs, trained = splits, model
 
     loader = train_loader(config, inputs["train"], task, generator, hooks)
-    net = hooks.prepare_model(trained)
-    optimizer = make_optimizer(config, trained)
-    scheduler = make_scheduler(config, optimizer, len(loader))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     ctx = MethodContext(config=config, model=model, trained=trained, bundle=bundle, task=task, prep=prep,
                         transform=transform, device=device, amp=amp, criterion=task.criterion(config.label_smoothing),
                         mix=mix, predict=lambda m, images, t: predict(m, images, t, device, amp),
                         prepare_loader=hooks.prepare_loader, log=log,
                         penalties=[p for p in (l1_penalty(trained, config.l1),) if p is not None])
+    if method.initialise is not None:
+        method.initialise(ctx, inputs["train"])
+    net = hooks.prepare_model(trained)
+    optimizer = make_optimizer(config, trained)
+    scheduler = make_scheduler(config, optimizer, len(loader))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     objective = method.objective(ctx)
     federation = None
     if method.server is not None:
         Federation.check(config, task.name, hooks.world_size)
         federation = Federation(config, method.server(config), inputs["train"], trained, bundle.num_classes)
-    return Prepared(config=config, hooks=hooks, device=device, amp=amp, weights=weights, prep=prep, bundle=bundle,
-                    task=task, headline=headline, model=model, cached=cached, inputs=inputs, trained=trained,
-                    transform=transform, net=net, loader=loader, optimizer=optimizer, scheduler=scheduler,
-                    scaler=scaler, objective=objective, federation=federation)
+    prepared = Prepared(config=config, hooks=hooks, device=device, amp=amp, weights=weights, prep=prep, bundle=bundle,
+                        task=task, headline=headline, model=model, cached=cached, inputs=inputs, trained=trained,
+                        transform=transform, net=net, loader=loader, optimizer=optimizer, scheduler=scheduler,
+                        scaler=scaler, objective=objective, federation=federation)
+    if method.untrained_scores:
+        prepared.untrained = untrained_scores(prepared)
+    return prepared
+
+
+def untrained_scores(p: Prepared) -> dict[str, dict[str, Any]]:
+    """The scalar metrics of the network as built, before any training step, as `untrained_<metric>` per split:
+    validation unless the run trains on it, test only in a run scored on test."""
+    splits = [s for s, wanted in (("val", not p.config.train_on_val), ("test", p.config.evaluate_test)) if wanted]
+    return {s: {f"untrained_{k}": v for k, v in evaluate(p, s).items() if not isinstance(v, (list, dict))}
+            for s in splits}
 
 
 def check_names(config: TrialConfig) -> None:
@@ -212,10 +227,13 @@ def build_model(config: TrialConfig, bundle: DatasetBundle, weights: LoadedWeigh
         model = task.build(config, weights, bundle.num_classes, prep)
         model.freeze(method.check(config, model.backbone.num_stages))
         return model
-    backbone = build_backbone(weights.network or config.backbone, weights)
+    network = weights.network or config.backbone
+    backbone = build_backbone(network, weights)
     depth = method.check(config, backbone.num_stages)
     if method.build is not None:
-        model = method.build(config, backbone, bundle.num_classes, input_size or bundle.image_size)
+        kept = ({"classifier": require_classifier(weights, network, backbone.feature_dim, config.weights, config.method)}
+                if method.source_classifier else {})
+        model = method.build(config, backbone, bundle.num_classes, input_size or bundle.image_size, **kept)
     else:
         model = Classifier(backbone, head=task_of(bundle).head(backbone.feature_dim, bundle.num_classes, config.dropout))
     model.freeze(depth)
@@ -315,6 +333,9 @@ def summarise(p: Prepared, status: str, epochs_completed: int, val: dict[str, An
     if p.weights.network not in (None, config.backbone):
         summary["model"]["source_backbone"] = p.weights.network
     summary["model"].update(model.facts)
+    for split, scores in p.untrained.items():
+        if summary[split] is not None:
+            summary[split] = {**summary[split], **scores}
     for section, facts in p.objective.extras(status).items():
         summary[section].update(facts)
     for section, facts in (p.federation.facts(history, p.headline) if p.federation else {}).items():
