@@ -214,7 +214,7 @@ class DistillObjective(Objective):
                 "student_inference_images_per_s": len(val) / max(t1 - t0, 1e-9),
                 "teacher_inference_images_per_s": len(val) / max(t2 - t1, 1e-9),
                 "teacher_train_seconds": self.meta.get("train_seconds")}
-        return {"model": {"teacher": facts}, "cost": cost}
+        return {"model": {"teacher": facts, "source_network": self.meta["backbone"]}, "cost": cost}
 
 
 register(Method("distill", "distillation: a larger teacher fine-tuned on the target first (or a teacher file) "
