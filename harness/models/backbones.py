@@ -255,7 +255,7 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
 
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backbone_parameters(name: str) -> int:
     """Parameters of a backbone without its head, from a copy built on the meta device (no memory, no weights)."""
     with torch.device("meta"):
