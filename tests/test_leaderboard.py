@@ -394,3 +394,22 @@ def test_detection_cells_rank_by_their_own_headline_beside_classification_cells(
     assert "test_map50" not in lb.load([make_run(tmp_path, "cls", [("digits", 0, "scratch")])]).columns
     detection_only = df[df.dataset == "shapes_det"]
     assert "test_accuracy" not in lb.to_text(detection_only.reset_index(drop=True))
+
+
+def test_source_and_target_networks_are_columns_of_their_own(tmp_path):
+    """Distillation names its teacher and student, feature transfer its source and alexnet_style target; records
+    written before finals named them read as the backbone (no source, None, for weights none)."""
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir(parents=True)
+    models = {"distill": {"source_network": "resnet20", "target_network": "resnet8"},
+              "feature_transfer": {"source_network": "resnet18", "target_network": "alexnet_style"}}
+    for method, model in [*models.items(), ("finetune", None), ("scratch", None)]:
+        records = records_for(("digits", 0, method), [0.9, 0.91])
+        store.append([dataclasses.replace(r, model=model) if isinstance(r, FinalRecord) else r for r in records])
+    df = lb.load(store.dir)
+    got = {m: (row(df, "digits", m).source_network, row(df, "digits", m).target_network) for m in df.method}
+    assert pd.isna(got.pop("scratch")[0])
+    assert got == {"distill": ("resnet20", "resnet8"), "feature_transfer": ("resnet18", "alexnet_style"),
+                   "finetune": ("resnet8", "resnet8")}
+    text = lb.to_text(df)
+    assert "source_network" in text.splitlines()[0] and "alexnet_style" in text

@@ -61,7 +61,7 @@ def test_new_fields_at_their_defaults_keep_existing_config_hashes():
     ({"teacher_weights": "imagenet1k"}, "teacher_weights='imagenet1k': choose from: none, imagenet, checkpoint:PATH"),
     ({"feature_layer": 0}, "feature_layer=0: must be a stage count >= 1, or negative to count from the last stage "
                            "(-1 = all but the last)"),
-    ({"target_depth": -1}, "target_depth=-1: must be >= 0 (0 = a linear classifier)"),
+    ({"target_depth": -1}, "target_depth=-1: must be in [0, 5] (0 = its fully connected classifier alone)"),
     ({"method": "finetune", "kd_alpha": 1.0}, "kd_alpha=1.0: not used by method 'finetune' (used by: distill)"),
     ({"method": "distill", "aux_weight": 1.0}, "aux_weight=1.0: not used by method 'distill' (used by: multibranch)"),
     ({"method": "l2sp"}, "weights='none': method 'l2sp' needs pretrained weights; give weights=imagenet or "
@@ -186,6 +186,7 @@ def test_distill_reuses_the_teacher_and_records_teacher_and_student(teacher_file
     assert teacher["backbone"] == "resnet14" and teacher["file"] == str(path) and teacher["val_accuracy"] > 0.8
     assert cost["params_total"] < cost["teacher_params_total"] == teacher["params_total"]  # a smaller student
     assert cost["student_inference_images_per_s"] > 0 and cost["teacher_inference_images_per_s"] > 0
+    assert summary["model"]["source_network"] == "resnet14" and summary["model"]["target_network"] == "resnet8"
     assert summary["val"]["accuracy"] > 0.8
 
 
@@ -211,7 +212,7 @@ def test_distill_with_alpha_one_student_learns_the_teachers_predictions(teacher_
 
 def test_feature_transfer_trains_a_target_network_on_frozen_cached_features(source_checkpoint):
     result = fit(config(source_checkpoint, method="feature_transfer", feature_layer=-1, target_depth=2,
-                        target_width=32, lr=0.1, epochs=3))
+                        target_width=32, target_fc=128, lr=0.02, epochs=3))
     model, summary = result.model, result.summary
     assert summary["model"]["cached_features"] and summary["model"]["feature_shape"] == [32, 16, 16]
     assert model.backbone.num_stages == 3 == summary["model"]["feature_layer"]
@@ -219,25 +220,30 @@ def test_feature_transfer_trains_a_target_network_on_frozen_cached_features(sour
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in after)  # weights and BatchNorm statistics
     assert summary["cost"]["params_trainable"] == sum(p.numel() for p in model.head.parameters())
+    assert summary["model"]["target_network"] == "alexnet_style" and summary["model"]["source_network"] == "resnet8"
     assert summary["val"]["accuracy"] > 0.8
 
 
-def test_feature_transfer_takes_its_source_network_from_the_checkpoint(source_checkpoint):
-    """As in the seeds suite: a cell named by its target's style (alexnet) on another network's checkpoint."""
-    summary = fit(config(source_checkpoint, backbone="alexnet", method="feature_transfer", feature_layer=2,
-                         target_depth=1, epochs=1)).summary
-    assert summary["model"]["source_backbone"] == "resnet8" and summary["model"]["input_size"] == 32
-    assert summary["model"]["feature_shape"] == [16, 32, 32] and summary["status"] == "ok"
+def test_feature_transfer_refuses_a_backbone_other_than_its_source_network(source_checkpoint):
+    """The cell's backbone is the network the features come from: a checkpoint of another network is refused."""
     with pytest.raises(ConfigError, match="it holds a 'resnet8' network, not backbone 'alexnet'"):
-        fit(config(source_checkpoint, backbone="alexnet", method="linear_probe"))
+        fit(config(source_checkpoint, backbone="alexnet", method="feature_transfer", feature_layer=2, epochs=1))
 
 
-def test_target_network_is_a_cnn_on_maps_and_an_mlp_on_vectors():
-    cnn = target_network((32, 16, 16), depth=2, width=8, num_classes=3, dropout=0.0)
-    mlp = target_network((64,), depth=1, width=8, num_classes=3, dropout=0.0)
-    assert cnn(torch.randn(2, 32, 16, 16)).shape == (2, 3) and mlp(torch.randn(2, 64)).shape == (2, 3)
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in cnn.modules()) == 2
-    assert sum(isinstance(m, torch.nn.Linear) for m in mlp.modules()) == 2
+def test_target_network_follows_alexnets_layer_pattern_adapted_to_the_map():
+    net = target_network((256, 13, 13), depth=5, width=64, num_classes=3, dropout=0.5, fc=4096)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 192, 384, 256, 256]  # AlexNet's at width 64
+    assert [c.kernel_size[0] for c in convs[:2]] == [11, 5]  # AlexNet's large kernels where the map fits them
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == 2  # 13 -> 6 -> 2: too small for a third
+    fcs = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [f.out_features for f in fcs] == [4096, 4096, 3]
+    assert sum(isinstance(m, torch.nn.Dropout) for m in net.modules()) == 2
+    small = target_network((32, 4, 4), depth=3, width=8, num_classes=3, dropout=0.0, fc=16)
+    assert small(torch.randn(2, 32, 4, 4)).shape == (2, 3)
+    assert [c.kernel_size[0] for c in small.modules() if isinstance(c, torch.nn.Conv2d)] == [3, 1, 1]
+    flat = target_network((64,), depth=2, width=8, num_classes=3, dropout=0.0, fc=16)
+    assert flat(torch.randn(2, 64)).shape == (2, 3) and not any(isinstance(m, torch.nn.Conv2d) for m in flat.modules())
 
 
 # ---------------------------------------------------------------- l2sp

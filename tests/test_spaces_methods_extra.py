@@ -10,7 +10,7 @@ from harness.study.suite import cells, load_suite
 
 NEW_METHODS = {"multibranch": ("aux_tasks", "aux_weight"),
                "distill": ("teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"),
-               "feature_transfer": ("feature_layer", "target_depth", "target_width"),
+               "feature_transfer": ("feature_layer", "target_depth", "target_width", "target_fc"),
                "l2sp": ("l2sp_alpha", "l2sp_beta")}
 
 
@@ -73,6 +73,26 @@ def test_dry_run(suite, count, capsys):
     assert main(["run", "--suite", suite, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"suite {suite}: {count} cells" in out
+
+
+def test_distill_teacher_pretrained_by_the_suite_and_refused_when_not_larger(tmp_path, capsys):
+    """The methods suite's teacher starts from a source the suite pretrains (its job waits for it); a teacher no
+    larger than the student is one pre-flight line naming both parameter counts."""
+    from harness.study.plan import build_plan
+
+    plan = build_plan(load_suite("methods"), tmp_path)
+    sources = {j.key: j.job_id for j in plan.of_kind("source")}
+    teachers = plan.of_kind("teacher")
+    assert set(sources) == {"digits0-4", "digits0-4-resnet20"} and teachers
+    assert all(j.needs == (sources["digits0-4-resnet20"],) for j in teachers)
+    assert {j.preparation.config.weights for j in teachers} == {plan.source_weights["digits0-4-resnet20"]}
+    suite = tmp_path / "small-teacher.yaml"
+    suite.write_text("datasets: [digits]\nmethods: [distill]\nbackbones: [resnet20]\n"
+                     "overrides: {teacher: resnet8}\n")
+    assert main(["run", "--suite", str(suite), "--dry-run", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert ("teacher='resnet8': a resnet8 teacher (77,392 parameters) is not larger than the resnet20 student "
+            "(271,824 parameters); give a larger teacher") in err
 
 
 def test_list_shows_each_method_with_its_knobs_type_default_and_range(capsys):

@@ -13,7 +13,7 @@ from harness.data.root import DATA_ENV
 from harness.methods import METHODS
 from harness.study.suite import apply_overrides, cells, load_suite, suite_from_dict
 
-SUITES = {"quick": 8, "seeds": 18, "transfer12": 30, "vtab1k": 21}
+SUITES = {"quick": 8, "seeds": 24, "transfer12": 40, "vtab1k": 28}
 
 
 def harness(*args, env=None):
@@ -56,10 +56,10 @@ def test_seeds_gives_each_experiment_its_own_methods_and_backbones():
     data = yaml.safe_load((suites_dir() / "seeds.yaml").read_text())
     experiments = {(d["name"], tuple(d["methods"]), tuple(b["name"] for b in d["backbones"]))
                    for d in data["datasets"]}
-    assert experiments == {("mnist", ("scratch", "linear_probe", "finetune"), ("resnet20",)),
-                           ("imagenet_subset", ("scratch", "multibranch", "finetune"), ("resnet18",)),
-                           ("cifar10", ("scratch", "feature_transfer"), ("alexnet",)),
-                           ("cifar10", ("label_mapping",), ("resnet18",))}
+    assert experiments == {("mnist", ("scratch", "linear_probe", "finetune", "partial", "distill"), ("resnet20",)),
+                           ("imagenet_subset", ("scratch", "multibranch", "finetune", "partial"), ("resnet18",)),
+                           ("cifar10", ("scratch",), ("alexnet",)),  # AlexNet from scratch
+                           ("cifar10", ("feature_transfer", "label_mapping"), ("resnet18",))}  # on the resnet18 source
     assert {d["name"]: d.get("samples_per_class", 0) for d in data["datasets"] if d.get("samples_per_class")} == \
         {"mnist": 10, "imagenet_subset": 50, "cifar10": 100}
 

@@ -1,8 +1,9 @@
 """Distillation from a large network into a small one (Hinton et al., 2015).
 
 The teacher is either a larger backbone fine-tuned on the target first (`teacher: resnet20`, starting from
-`teacher_weights`, for `teacher_epochs` epochs with the fixed recipe of `teacher_config`) or a given teacher
-file (`teacher: checkpoint:PATH`). A fine-tuned teacher is a preparation job (`preparation`): trained once,
+`teacher_weights`, in a suite typically `source:KEY`, a network the suite pretrains; for `teacher_epochs` epochs
+with the fixed recipe of `teacher_config`) or a given teacher file (`teacher: checkpoint:PATH`). A teacher whose
+backbone has no more parameters than the student's is refused before anything trains. A fine-tuned teacher is a preparation job (`preparation`): trained once,
 before the runs that need it, and written as a teacher file under the teachers folder
 (harness.data.root.teachers_dir) named by its configuration's hash, so every trial of a search and every final
 run with the same data reuses it. The student (`backbone`, `weights`) minimises
@@ -11,6 +12,7 @@ kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * cross-entropy, wi
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,13 @@ from harness.core.config import MethodArgs, TrialConfig, param
 from harness.core.errors import ConfigError
 from harness.data.preprocessing import Preprocessing
 from harness.data.root import teachers_dir
-from harness.models.backbones import BACKBONES, Classifier, count_parameters, load_state_checked
+from harness.models.backbones import BACKBONES, Classifier, backbone_parameters, count_parameters, load_state_checked
 from harness.models.checkpoints import TEACHER_FORMAT, network_path, read_file, write_file
 from harness.methods.base import Method, Preparation, register
 from harness.methods.objective import MethodContext, Objective
 
 CHECKPOINT = "checkpoint:"
+SOURCE = "source:"
 
 
 @dataclass(frozen=True)
@@ -38,23 +41,43 @@ class DistillArgs(MethodArgs):
 
     teacher: str = param("resnet20", "a backbone fine-tuned on the target first, or checkpoint:PATH "
                          "of a teacher file", check=bool, allowed="give a backbone name or checkpoint:PATH")
-    teacher_weights: str = param("none", "weights the teacher backbone starts from",
-                                 check=lambda v: v in ("none", "imagenet") or v.startswith(CHECKPOINT),
-                                 allowed="choose from: none, imagenet, checkpoint:PATH")
+    teacher_weights: str = param("none", "weights the teacher backbone starts from (in a suite: source:KEY, a "
+                                 "network the suite pretrains)",
+                                 check=lambda v: v in ("none", "imagenet") or v.startswith((CHECKPOINT, SOURCE)),
+                                 allowed="choose from: none, imagenet, checkpoint:PATH, source:KEY (in a suite)")
     teacher_epochs: int = param(10, "epochs of the teacher's fine-tuning", low=1)
     kd_temperature: float = param(4.0, "softmax temperature T of the distillation loss", low=0, low_open=True)
     kd_alpha: float = param(0.5, "weight of the distillation loss; the labels get 1 - kd_alpha", low=0, high=1)
 
 
 def check(config: TrialConfig) -> None:
-    """Fail fast on an unknown teacher backbone or a missing teacher file."""
+    """Fail fast on an unknown teacher backbone, a missing teacher file, or a teacher no larger than the student."""
     teacher = config.method_args.teacher
     if teacher.startswith(CHECKPOINT):
-        if not Path(teacher[len(CHECKPOINT):]).expanduser().is_file():
+        path = Path(teacher[len(CHECKPOINT):]).expanduser()
+        if not path.is_file():
             raise ConfigError(f"teacher='{teacher}': no such file")
+        network = _file_network(str(path.resolve()), path.stat().st_mtime_ns)
     elif teacher not in BACKBONES:
         raise ConfigError(f"teacher='{teacher}': give a backbone or checkpoint:PATH; "
                           f"{BACKBONES.unknown_message(teacher)}")
+    else:
+        network = teacher
+    if config.method_args.teacher_weights.startswith(SOURCE):
+        raise ConfigError(f"teacher_weights='{config.method_args.teacher_weights}': a suite's source network, "
+                          f"resolved by `harness run`; outside a suite give checkpoint:PATH")
+    if config.backbone in BACKBONES and network in BACKBONES:
+        big, small = backbone_parameters(network), backbone_parameters(config.backbone)
+        if big <= small:
+            raise ConfigError(f"teacher='{teacher}': a {network} teacher ({big:,} parameters) is not larger than the "
+                              f"{config.backbone} student ({small:,} parameters); give a larger teacher")
+
+
+@functools.lru_cache(maxsize=64)
+def _file_network(path: str, mtime_ns: int) -> str:
+    """The backbone a teacher file holds (read once per file version)."""
+    return read_file(Path(path), TEACHER_FORMAT, f"teacher='checkpoint:{path}'",
+                     "give a file written by write_teacher or by the plan")["backbone"]
 
 
 def teacher_config(config: TrialConfig) -> TrialConfig:
@@ -191,7 +214,7 @@ class DistillObjective(Objective):
                 "student_inference_images_per_s": len(val) / max(t1 - t0, 1e-9),
                 "teacher_inference_images_per_s": len(val) / max(t2 - t1, 1e-9),
                 "teacher_train_seconds": self.meta.get("train_seconds")}
-        return {"model": {"teacher": facts}, "cost": cost}
+        return {"model": {"teacher": facts, "source_network": self.meta["backbone"]}, "cost": cost}
 
 
 register(Method("distill", "distillation: a larger teacher fine-tuned on the target first (or a teacher file) "

@@ -255,6 +255,13 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
 
 
 
+@functools.cache
+def backbone_parameters(name: str) -> int:
+    """Parameters of a backbone without its head, from a copy built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        return count_parameters(BACKBONES.get(name).build(None))[0]
+
+
 @functools.lru_cache(maxsize=None)
 def stage_count(name: str) -> int:
     """How many stages a backbone has, from a copy built on the meta device (no memory, no weights)."""

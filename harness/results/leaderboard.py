@@ -125,7 +125,7 @@ def frame(records: Records) -> pd.DataFrame:
     for c in cells:
         runs = sorted((r for r in by_cell.get(c.cell_id, []) if r.status == "ok" and r.test), key=lambda r: r.seed)
         row = {k: getattr(c, k) for k in CELL_KEYS}
-        row.update(weights=c.weights, seeds=len(runs), status=c.status)
+        row.update(weights=c.weights, **networks(c, runs), seeds=len(runs), status=c.status)
         headline = next((r.data["metric"] for r in runs if (r.data or {}).get("metric")), "accuracy")
         scores = {r.seed: _number(r.test.get(headline)) for r in runs}
         mean, half = mean_confidence_interval(list(scores.values()))
@@ -162,6 +162,17 @@ def frame(records: Records) -> pd.DataFrame:
         df["setting"] = df["setting"].fillna("")
     df.insert(df.columns.get_loc("weights") + 1, "entry", entry_labels(df))
     return _rank(df)
+
+
+def networks(cell: CellRecord, runs: list[FinalRecord]) -> dict[str, str | None]:
+    """The network transferred from (`source_network`: the weights' network, a distillation teacher; None when
+    nothing is transferred) and the network trained (`target_network`: the backbone, a student, feature_transfer's
+    alexnet_style), as the final runs recorded them; records written before they did: the backbone for both."""
+    model = next((r.model for r in runs if r.model and "target_network" in r.model), None)
+    if model is not None:
+        return {"source_network": model.get("source_network"), "target_network": model["target_network"]}
+    source = next((r.model["source_backbone"] for r in runs if r.model and "source_backbone" in r.model), cell.backbone)
+    return {"source_network": None if cell.weights == "none" else source, "target_network": cell.backbone}
 
 
 def federated_columns(cell: CellRecord, runs: list[FinalRecord]) -> dict[str, object]:
@@ -312,7 +323,8 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
     show["rank"] = show["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))
     show["p_holm"] = show.p_holm.map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
     show["test_used"] = show.test_used.fillna("")
-    cols = ["dataset", "samples_per_class", "method", "backbone", "weights", "rank", "verdict", "p_holm", "test_used",
+    show["source_network"] = show.source_network.fillna("")
+    cols = ["dataset", "samples_per_class", "method", "backbone", "weights", "source_network", "target_network", "rank", "verdict", "p_holm", "test_used",
             "metric", "test_score", "test_accuracy", "test_macro_f1", "test_ece", "seeds", "params_trainable",
             "train_seconds", "hardware", "search_trials", "search_trial_seconds", "best_config"]
     detection = [f"test_{m}" for m in DETECTION_METRICS if f"test_{m}" in show.columns]

@@ -65,6 +65,7 @@ def _best_config(value: object, _row: pd.Series) -> str:
 LEADERBOARD = [
     Column("dataset", **TEXT), Column("samples_per_class", "shots"), Column("method", **TEXT),
     Column("backbone", **TEXT), Column("weights", show=lambda v, r: weights_label(v), text=True),
+    Column("source_network", "source network", **TEXT), Column("target_network", "target network", **TEXT),
     Column("rank"), Column("verdict", **TEXT), Column("p_holm", "p (Holm)", show=lambda v, r: p_value(v)),
     Column("metric", **TEXT),
     Column("test_score", "test score", show=lambda v, r: interval(v, r.get("test_score_ci95"))),

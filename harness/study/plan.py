@@ -147,8 +147,7 @@ def build_plan(suite: SuiteSpec, sources_dir: Path | str) -> Plan:
     jobs: dict[str, Job] = {}
     resolved: dict[str, str] = {}
     source_ids: dict[str, str] = {}
-    used = {b.weights[len("source:"):] for b in suite.all_backbones() if b.weights.startswith("source:")}
-    for key in sorted(used):
+    for key in suite.source_keys():
         s = suite.sources[key]
         config = source_config(s.dataset, s.backbone, s.epochs, s.lr, s.batch_size, s.augment, s.seed)
         path = source_path(config, sources_dir).resolve()

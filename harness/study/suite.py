@@ -142,6 +142,33 @@ class SuiteSpec:
         """The suite's backbones and those of its dataset entries."""
         return self.backbones + [b for d in self.datasets for b in d.backbones]
 
+    def source_keys(self) -> list[str]:
+        """The sources the suite uses: named by its backbones' weights, and by `source:KEY` values of its
+        overrides (a method knob such as distill's `teacher_weights`)."""
+        named = [b.weights for b in self.all_backbones()]
+        for overrides in [self.overrides, *(d.overrides for d in self.datasets)]:
+            named += [v for value in overrides.values() for v in _values(value)]
+        return sorted({v[len(SOURCE):] for v in named if isinstance(v, str) and v.startswith(SOURCE)})
+
+
+SOURCE = "source:"
+
+
+def _values(value: Any) -> list[Any]:
+    """The values an override names: a fixed value, or those of a distribution."""
+    if isinstance(value, dict):
+        return [v for args in value.values() if isinstance(args, list) for v in args]
+    return [value]
+
+
+def _resolve_sources(space: dict[str, Any], source_weights: dict[str, str]) -> dict[str, Any]:
+    """A merged space with every `source:KEY` value (fixed, or of a choice or grid) replaced by its network file."""
+    def resolve(v: Any) -> Any:
+        return source_weights.get(v[len(SOURCE):], v) if isinstance(v, str) and v.startswith(SOURCE) else v
+
+    return {k: Dist(v.kind, tuple(resolve(a) for a in v.args)) if isinstance(v, Dist) else resolve(v)
+            for k, v in space.items()}
+
 
 def _outcome_fields(search: SearchBudget) -> dict[str, Any]:
     """The search budget minus what only changes how fast it runs (so a cell keeps its id)."""
@@ -351,6 +378,9 @@ def validate_suite(suite: SuiteSpec, where: str) -> None:
         if b.weights.startswith("source:"):
             check(b.weights[7:] in suite.sources,
                   f"weights='{b.weights}': no source '{b.weights[7:]}'; sources: {', '.join(suite.sources) or 'none'}")
+    for key in suite.source_keys():
+        check(key in suite.sources, f"overrides: 'source:{key}': no source '{key}'; sources: "
+                                    f"{', '.join(suite.sources) or 'none'}")
     for key, s in suite.sources.items():
         for name, reg in ((parse_spec(s.dataset)[0], DATASETS), (s.backbone, BACKBONES)):
             if name not in reg:
@@ -451,6 +481,7 @@ def cells(suite: SuiteSpec, source_weights: dict[str, str] | None = None) -> lis
                 space = resolve_stages(method_space(m, d.name, {**overrides, **parse_space(d.overrides, d.name)}),
                                        num_stages,
                                        f"search space of {m} on {b.name}")
+                space = _resolve_sources(space, source_weights or {})
                 out.append(Cell(d, m, b, weights, space, search, suite.resources, suite.final_seeds,
                                 dataclasses.replace(suite.seeds), tuple(suite.final_vary)))
     return out

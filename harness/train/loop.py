@@ -332,6 +332,10 @@ def summarise(p: Prepared, status: str, epochs_completed: int, val: dict[str, An
     }
     if p.weights.network not in (None, config.backbone):
         summary["model"]["source_backbone"] = p.weights.network
+    # the network transferred from and the one trained; a method with other networks (a teacher, a new target
+    # network) names them in its facts
+    summary["model"].update(source_network=None if config.weights == "none" else p.weights.network or config.backbone,
+                            target_network=config.backbone)
     summary["model"].update(model.facts)
     for split, scores in p.untrained.items():
         if summary[split] is not None:
