@@ -126,14 +126,15 @@ def test_identities_source_files_and_cell_ids_do_not_move():
     source = source_path(source_config("digits:0-4", "resnet8", 15))
     assert source.name == "digits_0-4-resnet8-79c87fccc0b1.pt"  # its file name enters every transfer cell's id
     weights = {"digits0-4": f"checkpoint:/x/{source.name}"}
-    # cell ids moved once, on purpose, when the seed policy entered them (issue 13: finals on new seeds,
-    # few-shot validation): a run folder of the earlier protocol is not resumed into the new one
+    # cell ids moved on purpose when the seed policy entered them (issue 13: finals on new seeds, few-shot
+    # validation), and when the quick suite's spaces began to search epochs and batch size (issue 22): a run
+    # folder of an earlier protocol or space is not resumed into the new one
     assert [c.cell_id for c in cells(load_suite("quick"), weights)] == [
-        "14d5d16af32d", "73f804a24d38", "ea65898e5600", "a2b058a20293", "211541b32d94", "5afb5dc25451",
-        "70202ed04de8", "350615bda346"]
-    assert [c.cell_id for c in cells(load_suite("methods"), weights)] == [  # multibranch's moved in issue 22
-        "3590a9fa1536", "0ee5ee57276c", "df14ef56b09d", "8f4aed9f30bf", "7e0114405e45", "89a45a168cc1",
-        "1b05233bf02b"]
+        "d15f9a27ead1", "e47f31a32206", "e12c428eb0f9", "d280d2a98cd9", "d5597468c12e", "fd1131dee55d",
+        "196248b4113e", "15cdf2bb56d0"]
+    assert [c.cell_id for c in cells(load_suite("methods"), weights)] == [  # all moved in issue 22 (spaces)
+        "383eecacb293", "cf500c71cb29", "79fdd028f15c", "eb52c116e122", "69083b9159ee", "1d1eac4db3f3",
+        "378495b3214d"]
 
 
 # ---------------------------------------------------------------- generated: flags, list, README table
