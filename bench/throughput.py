@@ -58,13 +58,15 @@ class Workload:
     files: bool
     batch: int
     epochs: int
+    per_class: int = 0  # few-shot training subset (0: all)
 
 
 def workloads(quick: bool, device: torch.device) -> dict[str, Workload]:
     gpu = device.type == "cuda"
     photos = "eurosat?size=224"
     return {
-        "resnet20": Workload("resnet20", "digits", 32, False, 128 if gpu else 64, 2 if quick else 4),
+        "resnet20": Workload("resnet20", "digits", 32, False, 128 if gpu else 64, 2 if quick else 4,
+                             30 if quick else 0),
         "resnet18": Workload("resnet18", photos, 224, True, 64 if gpu else 16, 2 if quick else 3),
         "resnet50": Workload("resnet50", photos, 224, True, 64 if gpu else 8, 2 if quick else 3),
     }
@@ -92,7 +94,7 @@ def write_photos(per_class: int) -> Path:
 
 def config_of(w: Workload) -> TrialConfig:
     return TrialConfig(dataset=w.dataset, backbone=w.backbone, method="scratch", batch_size=w.batch, epochs=w.epochs,
-                       lr=0.01, warmup_epochs=0.0, augment="none")
+                       lr=0.01, warmup_epochs=0.0, augment="none", samples_per_class=w.per_class)
 
 
 # ---------------------------------------------------------------- (a) the bare loop

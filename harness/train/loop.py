@@ -266,12 +266,13 @@ def tensor_batches(split: Split, batch_size: int, sampler: Sampler, drop_last: b
                          generator)
 
 
-def train_epoch(p: Prepared, epoch: int) -> EpochResult:
+def train_epoch(p: Prepared, epoch: int, max_steps: int | None = None) -> EpochResult:
     """One pass over the training batches: per batch the objective's loss plus its weight penalties, one
     optimiser step and one schedule step; stops at the first non-finite loss, and a pass that leaves non-finite
     weights has diverged too. Nothing waits for the device within a step: the loss is summed where it is, and
     its divergence flag is read every `sync_every` steps (each step on the CPU, where reading costs nothing).
-    With `compile: true` the steps that compiled a graph count as compile time, not training time."""
+    With `compile: true` the steps that compiled a graph count as compile time, not training time. `max_steps`
+    ends the pass early (a memory probe)."""
     if hasattr(p.loader, "sampler") and hasattr(p.loader.sampler, "set_epoch"):
         p.loader.sampler.set_epoch(epoch)
     p.net.train()
@@ -304,6 +305,8 @@ def train_epoch(p: Prepared, epoch: int) -> EpochResult:
         images += len(y) * p.hooks.world_size
         if p.config.compile and compiled_graphs() != graphs:
             compiling += time.perf_counter() - step_start
+        if batches == max_steps:
+            break
     finite = not nonfinite and all(bool(torch.isfinite(w).all()) for w in p.trained.parameters())
     return EpochResult(loss_sum.item() / max(1, batches) if finite else float("nan"), images,
                        time.perf_counter() - start - compiling, diverged=not finite, compile_seconds=compiling)
