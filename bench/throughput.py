@@ -29,9 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's tables off, as in harness runs
+
+from typing import Self
+
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 from torchvision import datasets as tvd
@@ -40,9 +43,9 @@ from torchvision.transforms import v2
 from harness.core.config import TrialConfig
 from harness.data.files import loader_workers
 from harness.data.root import use_data_root
+from harness.models.weights import load_weights
 from harness.train.inputs import load_data
 from harness.train.loop import Hooks, amp_dtype, build_model, fit
-from harness.models.weights import load_weights
 
 DATA_ROOT = Path(tempfile.gettempdir()) / "harness-throughput-data"
 CLASSES = 10
@@ -161,7 +164,6 @@ def engine(w: Workload, device: torch.device) -> float:
 
 def ray_trial(w: Workload, cpus: int, gpus: int) -> float:
     """One trial of the harness's Tune trainable (harness.study.trial.tune_trial) on a local Ray instance."""
-    import ray
     from ray import tune
 
     from harness.study.trial import RUNNER_KEY, tune_trial
@@ -232,7 +234,7 @@ class GpuSampler:
             except Exception:  # noqa: BLE001 - no NVML: no figure
                 return
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -245,66 +247,63 @@ class GpuSampler:
 
 
 def pack(args: argparse.Namespace, device: torch.device) -> None:
-    """A small-data cell's trials one per device against packed, through the harness's own search."""
+    """A small-data cell's trials one per device against packed, through the harness's own search (Tune)."""
     import ray
 
-    from harness.study.packing import GPU_MARGIN, probe_estimate, trials_per_gpu
-    from harness.study.progress import Progress
+    from harness.study.packing import GPU_MARGIN, trials_per_gpu
     from harness.study.search import search_one
-    from harness.study.suite import load_suite
-    from harness.study.plan import build_plan
+    from harness.study.suite import cells, load_suite
+    from harness.train.memory import probe_memory
 
     cuda = device.type == "cuda"
     cpus = max(2, torch.get_num_threads())
     print(f"device: {describe(device)}; {cpus} CPUs for Ray")
     config = TrialConfig(dataset="digits:5-9", samples_per_class=20, backbone="resnet8", method="scratch",
                          epochs=2 if args.quick else 6, batch_size=32)
-    estimate = probe_estimate(config, device)
+    estimate = probe_memory(config, device)
+    parts = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in estimate.parts.items())
     print(f"memory estimate of one trial ({config.backbone}, batch {config.batch_size}): "
-          f"{estimate.bytes / 2**20:.0f} MiB ({estimate.source})")
+          f"{estimate.bytes / 2**20:.0f} MiB ({estimate.source}: {parts} MiB)")
     for total in (80 * 2**30, 24 * 2**30):
         print(f"  on a {total / 2**30:.0f} GiB GPU with a {GPU_MARGIN:.0%} margin: "
-              f"{trials_per_gpu(total, estimate.bytes)} trials per GPU")
+              f"{trials_per_gpu(total, estimate.bytes)} such trials fit")
     if not cuda:
-        print("GPU part: no GPU present; the packing comparison below runs on the CPUs (fractions of them)")
+        print("GPU part: no GPU present: not measured; below, the same comparison on the CPUs (fractions of them)")
+    settings = ({"one per GPU": ({"cpus_per_trial": 1, "gpus_per_trial": 1.0}, 0),
+                 "packed, 0.25 GPU each": ({"cpus_per_trial": 1, "gpus_per_trial": 0.25}, 0)} if cuda else
+                {"one at a time": ({"cpus_per_trial": cpus}, 1),
+                 f"packed, {cpus} x 1 CPU": ({"cpus_per_trial": 1}, cpus)})
     ray.init(num_cpus=cpus, num_gpus=1 if cuda else 0, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
+    results = {}
     try:
-        settings = ({"one per GPU": {"cpus_per_trial": 1, "gpus_per_trial": 1.0},
-                     "packed 0.25 GPU": {"cpus_per_trial": 1, "gpus_per_trial": 0.25}} if cuda else
-                    {"one at a time": {"cpus_per_trial": cpus, "max": 1},
-                     "packed (1 CPU each)": {"cpus_per_trial": 1, "max": cpus}})
-        results = {}
-        for label, r in settings.items():
+        for label, (resources, at_once) in settings.items():
             suite = {"name": "pack", "datasets": [{"name": config.dataset, "samples_per_class": 20}],
                      "methods": ["scratch"], "backbones": [{"name": config.backbone, "weights": "none"}],
-                     "search": {"num_samples": args.trials, "scheduler": "fifo",
-                                "max_concurrent_trials": r.pop("max", 0)},
-                     "resources": r, "final_seeds": 1,
+                     "search": {"num_samples": args.trials, "scheduler": "fifo", "max_concurrent_trials": at_once},
+                     "resources": resources, "final_seeds": 1,
                      "overrides": {"epochs": config.epochs, "batch_size": config.batch_size}}
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "pack.yaml"
                 path.write_text(json.dumps(suite))
-                cell = build_plan(load_suite(str(path))).cells[0]
-                progress = Progress(args.trials, print if args.verbose else (lambda line: None))
+                cell = cells(load_suite(str(path)))[0]
                 t0 = time.perf_counter()
                 with GpuSampler() if cuda else _Nothing() as sampler:
-                    trials = search_one(cell, tmp, progress.sink(0, cell) if hasattr(progress, "sink") else
-                                        (lambda *a: None))
+                    trials = search_one(cell, tmp, lambda *report: None)
                 wall = time.perf_counter() - t0
             ok = sum(t.status == "ok" for t in trials)
             util = f", GPU utilisation {sampler.mean():.0f}%" if cuda else ""
             results[label] = ok / wall * 3600
-            print(f"  {label:22s} {ok}/{len(trials)} trials in {wall:6.1f}s: {results[label]:7.0f} trials/hour{util}",
+            print(f"  {label:24s} {ok}/{len(trials)} trials in {wall:6.1f}s: {results[label]:7.0f} trials/hour{util}",
                   flush=True)
-        first, second = results.values()
-        print(f"packed / one per device: {second / first:.2f}x trials per hour (target >= 2x on a GPU)")
     finally:
         ray.shutdown()
+    first, second = results.values()
+    print(f"packed / one per device: {second / first:.2f}x trials per hour (target on a GPU: >= 2x)")
 
 
 class _Nothing:
-    def __enter__(self) -> "_Nothing":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,12 @@ from harness.core.config import TrialConfig
 from harness.data.batches import TensorBatches
 from harness.data.bundle import SealedSplit, Split
 from harness.train.loop import fit
-from harness.train.placement import keeps_on_device, place_splits, split_bytes, sync_every
+from harness.train.placement import (
+    keeps_on_device,
+    place_splits,
+    split_bytes,
+    sync_every,
+)
 
 
 def _data(n: int = 23) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,11 +70,32 @@ def test_the_divergence_flag_is_read_every_step_on_the_cpu_and_every_32_on_a_gpu
 
 def test_compile_trains_the_same_network_and_records_compile_time_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_COMPILE_BACKEND", "eager")  # dynamo's capture without inductor's C++ build
-    base = dict(dataset="digits:0-2", samples_per_class=8, backbone="resnet8", method="scratch", epochs=1,
-                batch_size=8)
+    base = {"dataset": "digits:0-2", "samples_per_class": 8, "backbone": "resnet8", "method": "scratch", "epochs": 1,
+                "batch_size": 8}
     plain = fit(TrialConfig(**base)).summary
     compiled = fit(TrialConfig(**base, compile=True)).summary
     assert compiled["cost"]["compile_seconds"] > 0 and plain["cost"]["compile_seconds"] == 0
     np.testing.assert_allclose(compiled["history"][0]["train_loss"], plain["history"][0]["train_loss"], rtol=1e-5)
     assert compiled["config"]["compile"] is True
     assert TrialConfig(**base).identity() != TrialConfig(**base, compile=True).identity()
+
+
+def test_files_decoded_on_the_device_match_the_workers_decoding_and_train(tmp_path, monkeypatch) -> None:
+    from catalog_fixtures import write_eurosat
+
+    from harness.data.registry import load_dataset
+    from harness.data.root import DATA_ENV
+
+    write_eurosat(tmp_path)
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    monkeypatch.setenv("HARNESS_LOADER_WORKERS", "0")
+    split = load_dataset("eurosat?size=32").train
+    on_device = split.decoding_on(torch.device("cpu"))
+    assert on_device.decode_device == "cpu" and split.decode_device == ""
+    ours, theirs = torch.cat(list(on_device.batches(7))), torch.cat(list(split.batches(7)))
+    assert ours.shape == theirs.shape == (len(split), 3, 32, 32) and ours.dtype == torch.uint8
+    assert (ours.float() - theirs.float()).abs().mean() < 2  # one JPEG decoder, two resizers
+    config = TrialConfig(dataset="eurosat?size=32", backbone="resnet8", method="scratch", epochs=1, batch_size=8,
+                         decode_on_device=True)
+    summary = fit(config).summary
+    assert summary["status"] == "ok" and summary["cost"]["train_images_per_s"] > 0

@@ -7,8 +7,16 @@ import json
 import pytest
 
 from harness.core.config import TrialConfig
-from harness.study.packing import (Packing, concurrent_trials, packed_fraction, packed_resources, packs,
-                                   plan_packing, probe_config, trials_per_gpu)
+from harness.study.packing import (
+    Packing,
+    concurrent_trials,
+    packed_fraction,
+    packed_resources,
+    packs,
+    plan_packing,
+    probe_config,
+    trials_per_gpu,
+)
 from harness.study.suite import Resources, cells, load_suite
 from harness.train.memory import CUDA_CONTEXT_BYTES, MemoryEstimate, probe_memory
 
@@ -53,7 +61,7 @@ def test_the_probe_takes_the_cells_most_memory_hungry_configuration(tmp_path) ->
 
 
 def test_the_cpu_estimate_adds_up_what_a_gpu_would_hold_and_grows_with_the_batch() -> None:
-    base = dict(dataset="digits:0-2", samples_per_class=16, backbone="resnet8", method="scratch")
+    base = {"dataset": "digits:0-2", "samples_per_class": 16, "backbone": "resnet8", "method": "scratch"}
     small = probe_memory(TrialConfig(**base, batch_size=8), steps=2)
     large = probe_memory(TrialConfig(**base, batch_size=32), steps=2)
     assert small.source == "cpu accounting" and small.bytes == sum(small.parts.values())

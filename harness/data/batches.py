@@ -8,7 +8,7 @@ generator=g)` (its base-seed draw, then the sampler's), so the batches, and the 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import BatchSampler, Sampler

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 BACKEND_ENV = "HARNESS_COMPILE_BACKEND"  # torch.compile's backend (default inductor; tests use `eager`)
 

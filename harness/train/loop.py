@@ -31,6 +31,7 @@ from harness.core.config import TrialConfig
 from harness.data.augment import BatchTransform, batch_mix, batch_transform
 from harness.data.batches import TensorBatches
 from harness.data.bundle import AnySplit, DatasetBundle, Split
+from harness.data.files import FileSplit
 from harness.data.preprocessing import Preprocessing
 from harness.data.registry import DATASETS, dataset_task, parse_spec
 from harness.methods import METHODS
@@ -150,6 +151,8 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
 
     splits = {"train": bundle.train, "val": bundle.val, **({"test": bundle.test} if config.evaluate_test else {})}
     splits = place_splits(splits, device)
+    if config.decode_on_device:
+        splits = {k: s.decoding_on(device) if isinstance(s, FileSplit) else s for k, s in splits.items()}
     cached = (cache_features and task.caches_features and model.frozen_stages == model.backbone.num_stages
               and config.augment == "none" and mix is None)
     if cached:
@@ -244,9 +247,9 @@ def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: to
         if split.in_memory and task.collate is None:
             return tensor_batches(split, config.batch_size, RandomSampler(split.labels, generator=generator),
                                   len(split) % config.batch_size == 1, generator)
-        return DataLoader(split.dataset(), batch_size=config.batch_size, shuffle=True, generator=generator,
-                          drop_last=len(split) % config.batch_size == 1, collate_fn=task.collate,
-                          **split.loader_kwargs())
+        return wrap(split, DataLoader(split.dataset(), batch_size=config.batch_size, shuffle=True,
+                                      generator=generator, drop_last=len(split) % config.batch_size == 1,
+                                      **{"collate_fn": task.collate, **split.loader_kwargs()}))
     from torch.utils.data.distributed import DistributedSampler
 
     batch = max(1, config.batch_size // n)
@@ -255,8 +258,13 @@ def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: to
                                  drop_last=True)
     if split.in_memory and task.collate is None:
         return tensor_batches(split, batch, sampler, len(sampler) % batch == 1, None)
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(sampler) % batch == 1,
-                      collate_fn=task.collate, **split.loader_kwargs())
+    return wrap(split, DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(sampler) % batch == 1,
+                                  **{"collate_fn": task.collate, **split.loader_kwargs()}))
+
+
+def wrap(split: AnySplit, loader: DataLoader) -> DataLoader:
+    """The loader as the split wants it read (a file split decoded on the device decodes each batch there)."""
+    return split.wrap_loader(loader) if hasattr(split, "wrap_loader") else loader
 
 
 def tensor_batches(split: Split, batch_size: int, sampler: Sampler, drop_last: bool,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from harness.core.config import TrialConfig
 from harness.train.loop import Hooks, pick_device, prepare, train_epoch
