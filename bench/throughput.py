@@ -186,13 +186,16 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     os.environ["BENCH_PER_CLASS"] = str(per_class)
     use_data_root(str(write_photos(per_class)))
     print(f"device: {describe(device)}; torch {torch.__version__}, {threads} threads, loader workers "
-          f"{loader_workers()}; precision {amp_dtype(device) or 'float32'}")
+          f"{loader_workers()}; precision {amp_dtype(device) or 'float32'}; load average "
+          f"{os.getloadavg()[0]:.1f}; Ray worker niceness {args.ray_nice if args.ray_nice is not None else 15}")
     chosen = workloads(args.quick, device)
     names = args.workloads.split(",")
     rows = []
     if not args.skip_ray:
         import ray
 
+        if args.ray_nice is not None:  # Ray starts its workers at niceness 15: on a shared machine they lose
+            os.environ["RAY_worker_niceness"] = str(args.ray_nice)  # CPU time to every other process's
         ray.init(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     try:
@@ -332,6 +335,8 @@ def main() -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workloads", default="resnet20,resnet18,resnet50")
     p.add_argument("--skip-ray", action="store_true", help="leave out (c), the Ray Tune trial")
+    p.add_argument("--ray-nice", type=int, default=None, help="niceness of Ray's worker processes (Ray's default: "
+                   "15; 0 gives the trial the driver's share of a CPU that other jobs share)")
     p.add_argument("--repeats", type=int, default=2, help="runs of (a) and (b) each, best kept")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--pack", action="store_true", help="trials per hour, packed against one per device")
