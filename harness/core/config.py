@@ -238,6 +238,11 @@ class TrialConfig:
                                        "or a positive count")
     mixup: float = param(0.0, "alpha of MixUp's Beta(alpha, alpha); 0 is off", low=0, hashed_at_default=False)
     cutmix: float = param(0.0, "alpha of CutMix's Beta(alpha, alpha); 0 is off", low=0, hashed_at_default=False)
+    compile: bool = param(False, "wrap the trained network in torch.compile (its compile time is recorded apart "
+                          "from training time)", hashed_at_default=False)
+    decode_on_device: bool = param(False, "decode file-backed JPEG images on the run's device (torchvision.io."
+                                   "decode_jpeg; nvJPEG on a GPU) instead of in loader workers",
+                                   hashed_at_default=False)
     method_args: MethodArgs = field(default_factory=MethodArgs)
 
     def __post_init__(self) -> None:

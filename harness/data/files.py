@@ -6,6 +6,10 @@ image for an index) and the labels; each image is decoded, converted to RGB, res
 centre-cropped to a square when a batch asks for it. It offers the same interface as the in-memory
 `harness.data.bundle.Split` (len, labels, take, concat, resized, dataset, batches, pixel_stats), so the
 engine has one code path for both.
+
+With `decode_device` set (`decode_on_device: true`) the workers read the JPEG files' bytes only, and each batch
+is decoded, resized and cropped on the run's device by torchvision.io.decode_jpeg (nvJPEG on a GPU), for the
+datasets whose torchvision class lists its files (ImageFolder trees and most photo collections).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms.v2 import functional as TF
 
 WORKERS_ENV = "HARNESS_LOADER_WORKERS"
@@ -44,6 +49,60 @@ def decode(image: Any, size: int, resize_size: int) -> torch.Tensor:
     image = TF.resize(image, [resize_size], antialias=True)
     image = TF.center_crop(image, [size, size])
     return TF.pil_to_tensor(image) if isinstance(image, Image.Image) else image.contiguous()
+
+
+def image_path(source: Dataset, index: int) -> str | None:
+    """The file of item `index` of a torchvision dataset, where the dataset lists its files (None elsewhere)."""
+    for name in ("samples", "_samples"):
+        items = getattr(source, name, None)
+        if isinstance(items, list):
+            return str(items[index][0])
+    for name in ("_image_files", "_images"):
+        items = getattr(source, name, None)
+        if isinstance(items, list):
+            return str(items[index])
+    return None
+
+
+def decode_batch(data: list[torch.Tensor], size: int, resize_size: int, device: torch.device) -> torch.Tensor:
+    """JPEG files' bytes -> uint8 B x 3 x size x size on `device`: decoded there, RGB, shorter side resized,
+    centre crop (as `decode` does for one PIL image)."""
+    images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    return torch.stack([TF.center_crop(TF.resize(im, [resize_size], antialias=True), [size, size]) for im in images])
+
+
+def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    return [data for data, _ in batch], torch.tensor([label for _, label in batch], dtype=torch.long)
+
+
+class EncodedImages(Dataset):
+    """The torch Dataset of a FileSplit decoded on the device: (the file's bytes, label) per index."""
+
+    def __init__(self, split: "FileSplit") -> None:
+        self.paths = [image_path(split.sources[s], int(i)) for s, i in split.refs]
+        self.labels = split.labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return read_file(self.paths[i]), self.labels[i]
+
+
+class DeviceDecoding:
+    """A DataLoader of EncodedImages whose batches come out decoded on `device` (same order, same draws)."""
+
+    def __init__(self, loader: DataLoader, split: "FileSplit") -> None:
+        self.loader, self.split = loader, split
+        self.sampler, self.generator = loader.sampler, loader.generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        s = self.split
+        for data, labels in self.loader:
+            yield decode_batch(data, s.size, s.effective_resize, torch.device(s.decode_device)), labels
 
 
 class DecodedImages(Dataset):
@@ -72,6 +131,7 @@ class FileSplit:
     labels: torch.Tensor
     size: int = 224
     resize_size: int = 0
+    decode_device: str = ""  # where batches are decoded from the files' bytes ("": by PIL, in loader workers)
     in_memory: ClassVar[bool] = False
 
     @classmethod
@@ -124,19 +184,31 @@ class FileSplit:
     def resize_bytes(self, size: int) -> int:
         return 0
 
+    def decoding_on(self, device: torch.device) -> "FileSplit":
+        """This split decoded batch by batch on `device` (where every source lists its files; else as it is)."""
+        if any(image_path(s, 0) is None for s in self.sources):
+            return self
+        return replace(self, decode_device=str(device))
+
     def dataset(self) -> Dataset:
-        return DecodedImages(self)
+        return EncodedImages(self) if self.decode_device else DecodedImages(self)
 
     def loader_kwargs(self) -> dict[str, Any]:
-        """Options for a DataLoader over `dataset()`: decoding happens in worker processes."""
+        """Options for a DataLoader over `dataset()`: decoding (or reading, when decoded on the device) happens
+        in persistent worker processes, into pinned memory where a GPU is present."""
         workers = loader_workers()
-        return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
+        return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available(),
+                **({"collate_fn": collate_encoded} if self.decode_device else {})}
+
+    def wrap_loader(self, loader: DataLoader) -> DataLoader | DeviceDecoding:
+        """A DataLoader over `dataset()` as the loop takes it: decoding its batches on the device if asked."""
+        return DeviceDecoding(loader, self) if self.decode_device else loader
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """The decoded images in order, `batch_size` at a time."""
         kw = self.loader_kwargs()
         kw["persistent_workers"] = False
-        for x, _ in DataLoader(self.dataset(), batch_size=batch_size, shuffle=False, **kw):
+        for x, _ in self.wrap_loader(DataLoader(self.dataset(), batch_size=batch_size, shuffle=False, **kw)):
             yield x
 
     @functools.cached_property

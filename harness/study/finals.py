@@ -19,7 +19,8 @@ from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
 from harness.study import interrupt
-from harness.study.search import (Claim, cell_fields, make_tuner, max_concurrency, outcome, results_with_trials,
+from harness.study.packing import packed_resources
+from harness.study.search import (Claim, cell_fields, joined_resources, make_tuner, max_concurrency, outcome, results_with_trials,
                                   runner_fields, trial_callback)
 from harness.study.suite import Cell
 from harness.study.tracking import Tracking
@@ -109,9 +110,10 @@ def _run_group(jobs: list[FinalJob], storage: str, report: Callable[..., None], 
     queue = sorted(jobs, key=lambda j: (-j.expected_seconds, j.key))
     name, restore = claim("final-" + hashlib.sha1(",".join(sorted(by_key)).encode()).hexdigest()[:12])
     space = {JOB_KEY: tune.grid_search([_job_config(job, storage) for job in queue])}
-    everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(first.resources, 0) or 0)
+    resources = packed_resources(list({j.cell.cell_id: j.cell for j in jobs}.values()), joined_resources()[1])
+    everything_that_fits = BasicVariantGenerator(max_concurrent=max_concurrency(resources, 0) or 0)
     # no Tune metric: nothing is selected among final runs, and one that trains on validation reports no val_
-    tuner = make_tuner(name, space, first.resources, None, None, storage,
+    tuner = make_tuner(name, space, resources, None, None, storage,
                        trial_callback(name, report, test_metric(first)), verbose, everything_that_fits,
                        restore=restore,
                        more_callbacks=(tracking.callback(list({j.cell.cell_id: j.cell for j in jobs}.values())),)

@@ -27,6 +27,7 @@ from harness.core.errors import ConfigError, RunFailure  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
 from harness.study import interrupt  # noqa: E402
+from harness.study.packing import packed_resources  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
@@ -352,12 +353,13 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
     and continue this run's earlier search of it); returns its trial records (not yet stored), those a stop left
     unfinished `interrupted`. With `tracking`, Tune logs each trial to MLflow too."""
     metric = cell.search.metric
-    concurrency = max_concurrency(cell.resources, cell.search.max_concurrent_trials)
+    resources = packed_resources([cell], joined_resources()[1])
+    concurrency = max_concurrency(resources, cell.search.max_concurrent_trials)
     space, scheduler, search_alg = search_parts(cell, concurrency)
     t0 = time.time()
     name, restore = experiment or (search_name(cell), False)
     tuner = make_tuner(name, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage), **space},
-                       cell.resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
+                       resources, metric, cell.search.mode, storage, trial_callback(name, sink, metric),
                        verbose, search_alg, scheduler, cell.search.num_samples, restore,
                        (tracking.callback([cell]),) if tracking else ())
     with interrupt.tune_running():

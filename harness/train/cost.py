@@ -1,4 +1,4 @@
-"""What a run costs: wall-clock and training seconds, training images per second, peak memory, parameters."""
+"""What a run costs: wall-clock, training and compile seconds, training images per second, peak memory, parameters."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ class CostMeter:
     started: float = field(default_factory=time.perf_counter)
     train_seconds: float = 0.0
     images: int = 0
+    compile_seconds: float = 0.0  # steps that compiled a graph (`compile: true`), not in train_seconds
 
-    def add(self, seconds: float, images: int) -> None:
+    def add(self, seconds: float, images: int, compile_seconds: float = 0.0) -> None:
         self.train_seconds += seconds
         self.images += images
+        self.compile_seconds += compile_seconds
 
     def elapsed(self) -> float:
         """Seconds since the run started."""
@@ -35,6 +37,7 @@ class CostMeter:
         total, trainable = count_parameters(model)
         peak, peak_source = peak_memory_mb(device)
         return {"wall_seconds": self.elapsed(), "train_seconds": self.train_seconds,
+                "compile_seconds": self.compile_seconds,
                 "train_images_per_s": self.images / self.train_seconds if self.train_seconds else 0.0,
                 "peak_memory_mb": peak, "peak_memory_source": peak_source,
                 "params_total": total, "params_trainable": trainable, "device": str(device),

@@ -60,12 +60,12 @@ def _three(v: tuple[float, ...]) -> tuple[float, ...]:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
-            amp: torch.dtype | None) -> torch.Tensor:
+            amp: torch.dtype | None, to_cpu: bool = True) -> torch.Tensor:
     """Outputs (logits or features) of a tensor of inputs or of a split's images (in memory or decoded from
     files), in evaluation mode, in batches; a network returning one dict per image (a detector) gives their list.
     On the CPU image batches go in channels-last, where oneDNN runs the convolutions of few-channel layers 1.5-2x
     faster (on CUDA the transform gives that layout already). No inference_mode: cached features are a head's
-    training inputs, which autograd must be able to save."""
+    training inputs, which autograd must be able to save; `to_cpu=False` leaves them on the device."""
     was_training = model.training
     model.eval()
     out = []
@@ -81,7 +81,7 @@ def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchT
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             y = model(x)
         if isinstance(y, torch.Tensor):
-            out.append(y.float().cpu())
+            out.append(y.float().cpu() if to_cpu else y.float())
         else:  # one dict of tensors per input (a detector's boxes)
             out.extend({k: v.cpu() for k, v in d.items()} for d in y)
     model.train(was_training)

@@ -25,11 +25,13 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from harness.core.config import TrialConfig
 from harness.data.augment import BatchTransform, batch_mix, batch_transform
+from harness.data.batches import TensorBatches
 from harness.data.bundle import AnySplit, DatasetBundle, Split
+from harness.data.files import FileSplit
 from harness.data.preprocessing import Preprocessing
 from harness.data.registry import DATASETS, dataset_task, parse_spec
 from harness.methods import METHODS
@@ -38,10 +40,12 @@ from harness.models.backbones import BACKBONES, Classifier
 from harness.models.classifiers import require_classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.tasks import Task, task_named, task_of
+from harness.train.compiling import compile_model, compiled_graphs
 from harness.train.cost import CostMeter
 from harness.train.federation import ClientTask, ClientUpdate, Federation
 from harness.train.inputs import load_data, predict
 from harness.train.optim import cosine_with_warmup, make_optimizer, make_scheduler
+from harness.train.placement import place_splits, sync_every
 
 Reporter = Callable[[dict[str, Any]], None]
 ClientRunner = Callable[[list[ClientTask], dict[str, torch.Tensor]], list[ClientUpdate]]
@@ -102,8 +106,8 @@ class Prepared:
     inputs: dict[str, AnySplit]  # what `trained` sees per split: images, or cached features
     trained: nn.Module  # what the optimiser updates: the model, or its head alone on cached features
     transform: BatchTransform | None  # applied to every batch `trained` sees (None on cached features)
-    net: nn.Module  # `trained` as the hooks wrap it (DDP)
-    loader: DataLoader
+    net: nn.Module  # `trained` as the hooks wrap it (DDP), and torch.compile'd with `compile: true`
+    loader: DataLoader | TensorBatches
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -120,6 +124,7 @@ class EpochResult:
     images: int
     seconds: float
     diverged: bool
+    compile_seconds: float = 0.0  # steps that compiled a graph (`compile: true`), left out of `seconds`
 
 
 def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str], None] | None = None,
@@ -147,10 +152,14 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     mix = batch_mix(config, bundle.num_classes)
 
     splits = {"train": bundle.train, "val": bundle.val, **({"test": bundle.test} if config.evaluate_test else {})}
+    splits = place_splits(splits, device)
+    if config.decode_on_device:
+        splits = {k: s.decoding_on(device) if isinstance(s, FileSplit) else s for k, s in splits.items()}
     cached = (cache_features and task.caches_features and model.frozen_stages == model.backbone.num_stages
               and config.augment == "none" and mix is None)
     if cached:
-        inputs = {k: Split(predict(model.backbone, s, transform, device, amp), s.labels) for k, s in splits.items()}
+        inputs = {k: Split(predict(model.backbone, s, transform, device, amp, to_cpu=False), s.labels)
+                  for k, s in splits.items()}
         trained, transform = model.head, None
     else:
         inputs, trained = splits, model
@@ -164,6 +173,8 @@ def prepare(config: TrialConfig, hooks: Hooks | None = None, log: Callable[[str]
     if method.initialise is not None:
         method.initialise(ctx, inputs["train"])
     net = hooks.prepare_model(trained)
+    if config.compile:
+        net = compile_model(net)
     optimizer = make_optimizer(config, trained)
     scheduler = make_scheduler(config, optimizer, len(loader))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -251,29 +262,53 @@ def train_loader(config: TrialConfig, split: AnySplit, task: Task, generator: to
     seen twice)."""
     n = hooks.world_size if hooks else 1
     if n <= 1:
-        return DataLoader(split.dataset(), batch_size=config.batch_size, shuffle=True, generator=generator,
-                          drop_last=len(split) % config.batch_size == 1, collate_fn=task.collate,
-                          **split.loader_kwargs())
+        if split.in_memory and task.collate is None:
+            return tensor_batches(split, config.batch_size, RandomSampler(split.labels, generator=generator),
+                                  len(split) % config.batch_size == 1, generator)
+        return wrap(split, DataLoader(split.dataset(), batch_size=config.batch_size, shuffle=True,
+                                      generator=generator, drop_last=len(split) % config.batch_size == 1,
+                                      **{"collate_fn": task.collate, **split.loader_kwargs()}))
     from torch.utils.data.distributed import DistributedSampler
 
     batch = max(1, config.batch_size // n)
     dataset = split.dataset()
     sampler = DistributedSampler(dataset, num_replicas=n, rank=hooks.rank, shuffle=True, seed=config.seed,
                                  drop_last=True)
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(sampler) % batch == 1,
-                      collate_fn=task.collate, **split.loader_kwargs())
+    if split.in_memory and task.collate is None:
+        return tensor_batches(split, batch, sampler, len(sampler) % batch == 1, None)
+    return wrap(split, DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=len(sampler) % batch == 1,
+                                  **{"collate_fn": task.collate, **split.loader_kwargs()}))
 
 
-def train_epoch(p: Prepared, epoch: int) -> EpochResult:
+def wrap(split: AnySplit, loader: DataLoader) -> DataLoader:
+    """The loader as the split wants it read (a file split decoded on the device decodes each batch there)."""
+    return split.wrap_loader(loader) if hasattr(split, "wrap_loader") else loader
+
+
+def tensor_batches(split: Split, batch_size: int, sampler: Sampler, drop_last: bool,
+                   generator: torch.Generator | None) -> TensorBatches:
+    """An in-memory split's batches indexed where its images are (the GPU for a whole run, see placement)."""
+    return TensorBatches(split.images, split.labels.to(split.images.device), batch_size, sampler, drop_last,
+                         generator)
+
+
+def train_epoch(p: Prepared, epoch: int, max_steps: int | None = None) -> EpochResult:
     """One pass over the training batches: per batch the objective's loss plus its weight penalties, one
     optimiser step and one schedule step; stops at the first non-finite loss, and a pass that leaves non-finite
-    weights has diverged too."""
+    weights has diverged too. Nothing waits for the device within a step: the loss is summed where it is, and
+    its divergence flag is read every `sync_every` steps (each step on the CPU, where reading costs nothing).
+    With `compile: true` the steps that compiled a graph count as compile time, not training time. `max_steps`
+    ends the pass early (a memory probe)."""
     if hasattr(p.loader, "sampler") and hasattr(p.loader.sampler, "set_epoch"):
         p.loader.sampler.set_epoch(epoch)
     p.net.train()
+    every = sync_every(p.device)
     start = time.perf_counter()
-    loss_sum, batches, images = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=p.device)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=p.device)
+    batches, images, compiling = 0, 0, 0.0
     for x, y in p.loader:
+        step_start, graphs = time.perf_counter(), compiled_graphs() if p.config.compile else 0
         x, y = x.to(p.device, non_blocking=True), y.to(p.device, non_blocking=True)
         if p.transform is not None:
             x = p.transform(x, train=True)
@@ -282,19 +317,25 @@ def train_epoch(p: Prepared, epoch: int) -> EpochResult:
         penalty = p.objective.penalty()
         if penalty is not None:
             loss = loss + penalty
-        if not torch.isfinite(loss):
-            return EpochResult(float("nan"), images, time.perf_counter() - start, diverged=True)
+        nonfinite |= ~torch.isfinite(loss.detach())
+        if (batches + 1) % every == 0 and nonfinite:
+            return EpochResult(float("nan"), images, time.perf_counter() - start - compiling, diverged=True,
+                               compile_seconds=compiling)
         p.optimizer.zero_grad(set_to_none=True)
         p.scaler.scale(loss).backward()
         p.scaler.step(p.optimizer)
         p.scaler.update()
         p.scheduler.step()
-        loss_sum += loss.item()
+        loss_sum += loss.detach()
         batches += 1
         images += len(y) * p.hooks.world_size
-    finite = all(bool(torch.isfinite(w).all()) for w in p.trained.parameters())  # the last step may have blown up
-    return EpochResult(loss_sum / max(1, batches) if finite else float("nan"), images, time.perf_counter() - start,
-                       diverged=not finite)
+        if p.config.compile and compiled_graphs() != graphs:
+            compiling += time.perf_counter() - step_start
+        if batches == max_steps:
+            break
+    finite = not nonfinite and all(bool(torch.isfinite(w).all()) for w in p.trained.parameters())
+    return EpochResult(loss_sum.item() / max(1, batches) if finite else float("nan"), images,
+                       time.perf_counter() - start - compiling, diverged=not finite, compile_seconds=compiling)
 
 
 def evaluate(p: Prepared, split: str) -> dict[str, Any]:
@@ -381,7 +422,7 @@ def fit(config: TrialConfig, reporter: Reporter | None = None, hooks: Hooks | No
     validate_every_epoch = validate_every_epoch or p.federation is not None  # rounds to 90% need the curve
     for epoch in range(epochs_completed + 1, config.epochs + 1):
         result = step(p, epoch)
-        cost.add(result.seconds, result.images)
+        cost.add(result.seconds, result.images, result.compile_seconds)
         if result.diverged:
             status = "diverged"
             history.append(diverged_row(p, epoch, val))
@@ -415,6 +456,7 @@ def training_state(p: Prepared, epoch: int, val: dict[str, Any], history: list[d
     return {"epoch": epoch, "val": val, "history": history, "model": p.model.state_dict(),
             "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
             "scaler": p.scaler.state_dict(), "train_seconds": cost.train_seconds, "images": cost.images,
+            "compile_seconds": cost.compile_seconds,
             "torch_rng": torch.get_rng_state(), "loader_rng": generator.get_state() if generator else None,
             "numpy_rng": _numpy_rng(), "python_rng": random.getstate(),
             **({"federation": p.federation.state_dict()} if p.federation else {})}
@@ -433,7 +475,7 @@ def restore_state(p: Prepared, cost: CostMeter, state: dict[str, Any]) -> tuple[
     p.optimizer.load_state_dict(state["optimizer"])
     p.scheduler.load_state_dict(state["scheduler"])
     p.scaler.load_state_dict(state["scaler"])
-    cost.add(state["train_seconds"], state["images"])
+    cost.add(state["train_seconds"], state["images"], state.get("compile_seconds", 0.0))
     torch.set_rng_state(state["torch_rng"])
     generator = getattr(p.loader, "generator", None)
     if generator is not None and state["loader_rng"] is not None:
