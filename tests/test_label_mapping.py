@@ -119,5 +119,6 @@ def test_imagenet_weights_map_1000_source_classes(tmp_path, monkeypatch):
         torch.hub.set_dir(os.path.join(os.path.expanduser("~"), ".cache", "torch", "hub"))
     head = result.model.head
     assert result.summary["model"]["source_classes"] == 1000 and head.map.logits.shape == (10, 1000)
-    assert torch.equal(head.classifier.weight, state["fc.weight"]) and torch.equal(head.classifier.bias, state["fc.bias"])
+    assert torch.equal(head.classifier.weight, state["fc.weight"])
+    assert torch.equal(head.classifier.bias, state["fc.bias"])
     assert result.summary["status"] == "ok" and "untrained_accuracy" in result.summary["val"]

@@ -22,7 +22,8 @@ from harness.train.artifacts import source_config, source_path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FEDERATED = ["clients", "alpha", "client_fraction", "local_epochs", "freeze_depth"]
-KNOBS = {"partial": ["freeze_depth"], "multibranch": ["aux_tasks", "aux_weight", "aux_weight_2", "aux_weight_3", "aux_weight_4"],
+KNOBS = {"partial": ["freeze_depth"],
+         "multibranch": ["aux_tasks", "aux_weight", "aux_weight_2", "aux_weight_3", "aux_weight_4"],
          "distill": ["teacher", "teacher_weights", "teacher_epochs", "kd_temperature", "kd_alpha"],
          "feature_transfer": ["feature_layer", "target_depth", "target_width", "target_fc"],
          "l2sp": ["l2sp_alpha", "l2sp_beta"],

@@ -8,8 +8,8 @@ import pkgutil
 
 from harness.methods.base import METHODS, Method, register  # noqa: F401
 
-BUILT_IN = ("scratch", "linear_probe", "finetune", "partial", "multibranch", "distill", "feature_transfer", "label_mapping",
-            "l2sp")
+BUILT_IN = ("scratch", "linear_probe", "finetune", "partial", "multibranch", "distill", "feature_transfer",
+            "label_mapping", "l2sp")
 NOT_PLUGINS = ("base", "objective")
 
 

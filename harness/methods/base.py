@@ -55,8 +55,8 @@ class Method:
     that must be trained first (a job of the study's plan, whose file reaches the objective);
     `build(config, backbone, num_classes, input_size)` makes the network (default: the backbone and the task's
     head); `initialise(ctx, train)` sets weights that depend on the training split (`train`: what `ctx.trained`
-    sees, images or cached features) before the first step; `objective(ctx)` the training loss; `server(config)`, for a federated method, the server that aggregates
-    its clients' updates every round (harness.methods.federated).
+    sees, images or cached features) before the first step; `objective(ctx)` the training loss; `server(config)`,
+    for a federated method, the server that aggregates its clients' updates every round (harness.methods.federated).
     """
 
     name: str

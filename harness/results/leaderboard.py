@@ -359,9 +359,9 @@ def to_text(df: pd.DataFrame) -> str:
 
 FORMATS = ("text", "md", "csv", "json", "parquet", "html")
 BINARY_FORMATS = ("parquet",)
-HIGHER_IS_BETTER = ("test_score", "test_untrained_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
+HIGHER_IS_BETTER = ("test_score", "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_roc_auc", "val_best",
                     "images_per_s", "seeds", "test_client_accuracy_mean", "test_client_accuracy_worst", "test_map50",
-                    "test_map50_area", "test_map")
+                    "test_map50_area", "test_map", "test_untrained_score")
 
 
 def select(df: pd.DataFrame, datasets: list[str] | None = None, methods: list[str] | None = None,

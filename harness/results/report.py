@@ -6,8 +6,9 @@ critical-difference diagram (Friedman test, Demsar 2006) where the statistics gi
 each dataset's Pareto front; per-class test accuracy of every entry; the best entry's confusion matrix per dataset;
 validation curves of each cell's best trial; every search trial in parallel coordinates; which hyperparameter
 mattered (rank correlations over trials); score against learning rate; transferability estimates; each
-auxiliary branch of the multi-branch cells (its validation accuracy); the chosen hyperparameters. Per-task parts read whatever the records hold (per-class accuracy, confusion matrices), so a
-task that records neither simply has no such section.
+auxiliary branch of the multi-branch cells (its validation accuracy); the chosen hyperparameters. Per-task parts
+read whatever the records hold (per-class accuracy, confusion matrices), so a task that records neither simply has
+no such section. The leaderboard gains the zero-training score where a cell has one (label_mapping).
 """
 
 from __future__ import annotations

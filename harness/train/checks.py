@@ -65,7 +65,8 @@ def run_problems(config: TrialConfig, memo: Memo | None = None,
                             lambda: load_weights(config.weights, config.backbone, any_network=method.any_source))
     except ConfigError as e:
         problems.append(e)
-    if method.source_classifier and not problems and (problem := lacks_classifier(weights, config.weights, config.method)):
+    problem = lacks_classifier(weights, config.weights, config.method) if method.source_classifier else None
+    if problem is not None and not problems:
         problems.append(problem)
     try:
         spec_options(config.dataset)

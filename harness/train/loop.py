@@ -242,8 +242,8 @@ def build_model(config: TrialConfig, bundle: DatasetBundle, weights: LoadedWeigh
     backbone = build_backbone(network, weights)
     depth = method.check(config, backbone.num_stages)
     if method.build is not None:
-        kept = ({"classifier": require_classifier(weights, network, backbone.feature_dim, config.weights, config.method)}
-                if method.source_classifier else {})
+        kept = ({"classifier": require_classifier(weights, network, backbone.feature_dim, config.weights,
+                                                  config.method)} if method.source_classifier else {})
         model = method.build(config, backbone, bundle.num_classes, input_size or bundle.image_size, **kept)
     else:
         model = Classifier(backbone, head=task_of(bundle).head(backbone.feature_dim, bundle.num_classes, config.dropout))
