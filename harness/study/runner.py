@@ -30,7 +30,7 @@ from harness.results.store import RunStore
 from harness.data.registry import headline_metric
 from harness.data.root import data_root, runtime_env_vars, teachers_dir_default, use_data_root
 from harness.methods.base import Preparation
-from harness.study import interrupt
+from harness.study import SUITE_FLAGS, interrupt
 from harness.study.estimates import run_estimates
 from harness.study.paths import absolute_paths
 from harness.study.preflight import LOCAL, local_resources, preflight
@@ -52,7 +52,6 @@ RUN_FACTS = "run.json"  # what a resume needs besides the suite: storage path, s
 FROZEN_SPACES = "search_spaces"  # the search-space files as the run started
 SESSIONS = "sessions.jsonl"  # one line per session (`harness run`, each --resume) as it starts and as it ends
 EXPERIMENTS = "experiments.jsonl"  # the Tune experiments this run started: the only ones it restores
-SUITE_FLAGS = "suite_flags"  # the argparse namespace entry listing the flags of the "suite overrides" group
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
