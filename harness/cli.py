@@ -364,17 +364,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from every method plugin, which imports torch) are added only where that command is one of them."""
     parser = Parser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    trial_flags = lambda name: command in (None, name)  # noqa: E731
 
     p = sub.add_parser("train", help="train and evaluate one configuration; prints epochs and a JSON summary")
-    if trial_flags("train"):
+    if command in (None, "train"):
         add_trial_flags(p)
     p.add_argument("--evaluate-test", action=argparse.BooleanOptionalAction, default=True,
                    help="score the final model on the test split (default: on)")
     add_data_flags(p)
 
     p = sub.add_parser("pretrain", help="train a source network from scratch and cache its checkpoint")
-    if trial_flags("pretrain"):
+    if command in (None, "pretrain"):
         add_trial_flags(p, skip=("method", "weights", "evaluate_test"), knobs=False)
     p.add_argument("--out-dir", default="results/sources", help="where checkpoints go (default: results/sources)")
     add_data_flags(p)
