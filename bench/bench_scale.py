@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -89,12 +90,15 @@ def build_run(root: Path, cells: int) -> Path:
     return store.dir
 
 
-def timed(args: list[str]) -> float:
-    """Wall seconds of a `harness` command in a fresh process (start-up included)."""
+def timed(args: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a `harness` command in a fresh process (start-up included); on a shared machine
+    the CPU seconds are the steadier figure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness.cli", *args], check=True, stdout=subprocess.DEVNULL,
                    env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    return time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t0, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -110,11 +114,12 @@ def main() -> None:
             run = build_run(root, cells)
             built = time.perf_counter() - t0
             size = (run / "records.jsonl").stat().st_size / 2**20
-            board = timed(["leaderboard", str(run), "--out", str(root / f"board-{cells}.csv")])
-            report = timed(["leaderboard", str(run), "--out", str(root / f"report-{cells}.html")])
+            board, board_cpu = timed(["leaderboard", str(run), "--out", str(root / f"board-{cells}.csv")])
+            report, report_cpu = timed(["leaderboard", str(run), "--out", str(root / f"report-{cells}.html")])
             print(f"{cells:>5} cells ({cells * 8} records, {size:.1f} MB, built in {built:.1f}s): "
-                  f"leaderboard csv {board:.2f}s ({1000 * board / cells:.1f} ms/cell), "
-                  f"html report {report:.2f}s ({1000 * report / cells:.1f} ms/cell)", flush=True)
+                  f"leaderboard csv {board:.2f}s wall, {board_cpu:.2f}s CPU ({1000 * board / cells:.1f} ms/cell); "
+                  f"html report {report:.2f}s wall, {report_cpu:.2f}s CPU ({1000 * report / cells:.1f} ms/cell); "
+                  f"load average now {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ DPI = 90
 MARKERS = "osD^v<>ph*"
 HEATMAP_LABELS_MAX = 40  # class names shown on an axis up to this many classes
 ANNOTATE_MAX = 150  # values written in heatmap cells up to this many cells
+PANELS_MAX = 12  # datasets drawn in a per-dataset figure (a panel each); the first ones in leaderboard order
 PARALLEL_MAX = 24  # cells drawn in parallel coordinates (a panel each); beyond, the best-ranked of each dataset
 
 
@@ -60,7 +61,16 @@ def with_target(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def targets(df: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(df["target"]))
+    """The datasets (few-shot sizes apart) a per-dataset figure draws, in leaderboard order: at most PANELS_MAX."""
+    return list(dict.fromkeys(df["target"]))[:PANELS_MAX]
+
+
+def note_shown(fig: plt.Figure, df: pd.DataFrame) -> plt.Figure:
+    """A per-dataset figure titled with what it leaves out, where the run has more datasets than it draws."""
+    total = df["target"].nunique()
+    if total > PANELS_MAX:
+        fig.suptitle(f"The first {PANELS_MAX} of {total} datasets (the tables cover all)", fontsize=10)
+    return fig
 
 
 
@@ -115,7 +125,7 @@ def figure_accuracy(df: pd.DataFrame) -> plt.Figure | None:
         ax.tick_params(axis="y", labelsize=8)
         ax.set_title(t, fontsize=10)
         ax.set_xlabel(f"test {label_of(rows.metric.iloc[0])} (mean, 95% CI)", fontsize=8)
-    return fig
+    return note_shown(fig, d)
 
 
 def cost_column(df: pd.DataFrame) -> tuple[str, str]:
@@ -149,7 +159,7 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
     from matplotlib.lines import Line2D
 
     figure_legend(fig, styles, [Line2D([], [], color="#d2542a", label="Pareto front")])
-    return fig
+    return note_shown(fig, d)
 
 
 def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | None:
@@ -176,7 +186,7 @@ def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(label_of(curves[0].metric), fontsize=8)
     figure_legend(fig, styles)
-    return fig
+    return note_shown(fig, d)
 
 
 def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | None:
@@ -208,7 +218,7 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
         ax.set_xlabel("learning rate", fontsize=8)
         ax.set_ylabel(label_of(points[0].metric), fontsize=8)
     figure_legend(fig, styles)
-    return fig
+    return note_shown(fig, d)
 
 
 def figure_cd(f: Friedman) -> plt.Figure | None:
@@ -310,7 +320,7 @@ def figure_per_class(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Fig
         image = _heatmap(ax, values, entries, names, "viridis")
         ax.set_title(target, fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-    return fig
+    return note_shown(fig, with_target(df))
 
 
 def figure_confusion(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Figure | None:
@@ -339,7 +349,7 @@ def figure_confusion(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Fig
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-    return fig
+    return note_shown(fig, d)
 
 
 def searched_keys(cell: CellRecord) -> list[str]:

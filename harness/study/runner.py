@@ -431,15 +431,17 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         searched.append((i, cell, trials, best))
 
     key = (store.read_json(RUN_FACTS) or {}).get("run_key")
+    started = {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}  # read once: a claim per cell stays O(1)
 
     def claim(base: str) -> tuple[str, bool]:
         """This run's Tune experiment for `base` (named with the run's key: two runs on one cluster that start
         Tuners for the same cell in the same second would share Tune's staging folder), recorded as the
         run's; and whether an earlier session of the run started it (then it is restored)."""
         name = f"{base}-{key}" if key else base
-        if name in {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}:
+        if name in started:
             return name, True
         store.append_json(EXPERIMENTS, {"name": name, "path": f"{where.rstrip('/')}/{name}", "at": time.time()})
+        started.add(name)
         return name, False
 
     todo = []
