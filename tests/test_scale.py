@@ -65,8 +65,7 @@ def test_per_dataset_figures_draw_a_bounded_number_of_panels_and_say_so():
     records = lb.Records()
     for copy in range(plots.PANELS_MAX + 3):
         for key in ACCS:
-            dataset, spc, method = key
-            more = [r.__class__(**{**r.__dict__, "cell_id": f"{r.cell_id}-{copy}", "dataset": f"{dataset}?c={copy}"})
+            more = [r.__class__(**{**r.__dict__, "cell_id": f"{r.cell_id}-{copy}", "dataset": f"{key[0]}?c={copy}"})
                     for r in records_for(key, ACCS[key])]
             records.finals += [r for r in more if r.kind == "final"]
             records.cells += [r for r in more if r.kind == "cell"]

@@ -11,8 +11,15 @@ from pathlib import Path
 
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
-from harness.results.records import (FINAL_DONE, TRIAL_DONE, CellRecord, FinalRecord, Record, TrialRecord,
-                                     target_label)
+from harness.results.records import (
+    FINAL_DONE,
+    TRIAL_DONE,
+    CellRecord,
+    FinalRecord,
+    Record,
+    TrialRecord,
+    target_label,
+)
 from harness.results.store import RunStore
 from harness.study.suite import Cell, cells, suite_from_dict
 
