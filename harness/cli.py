@@ -320,7 +320,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
-    from harness.study.runner import SUITE_FLAGS
+    from harness.study import SUITE_FLAGS
 
     p = sub.add_parser("run", help="benchmark a suite: Ray Tune search per cell, final seeded runs, leaderboard")
     p.add_argument("--suite", default="quick", help="suite name in search_spaces/suites/ or a YAML path "
@@ -359,18 +359,22 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and trial tables")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given the `command` about to run, the trial flags of `train` and `pretrain` (made
+    from every method plugin, which imports torch) are added only where that command is one of them."""
     parser = Parser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train and evaluate one configuration; prints epochs and a JSON summary")
-    add_trial_flags(p)
+    if command in (None, "train"):
+        add_trial_flags(p)
     p.add_argument("--evaluate-test", action=argparse.BooleanOptionalAction, default=True,
                    help="score the final model on the test split (default: on)")
     add_data_flags(p)
 
     p = sub.add_parser("pretrain", help="train a source network from scratch and cache its checkpoint")
-    add_trial_flags(p, skip=("method", "weights", "evaluate_test"), knobs=False)
+    if command in (None, "pretrain"):
+        add_trial_flags(p, skip=("method", "weights", "evaluate_test"), knobs=False)
     p.add_argument("--out-dir", default="results/sources", help="where checkpoints go (default: results/sources)")
     add_data_flags(p)
 
@@ -428,7 +432,8 @@ def _warn(message: Warning | str, category: type, filename: str, lineno: int, fi
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _warn
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)

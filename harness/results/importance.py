@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.results.records import CellRecord, TrialRecord, entry_label
+from harness.results.records import CellRecord, TrialRecord, by_cell, entry_label
 
 MIN_TRIALS = 3  # below this a rank correlation says nothing
 
@@ -32,9 +32,10 @@ def importance(cells: Sequence[CellRecord], trials: Sequence[TrialRecord]) -> pd
     its rho with the metric (NaN where the cell did not search it, or it says nothing). Categorical
     hyperparameters are left out; trials stopped early count with the score they stopped at."""
     rows = []
+    trials_of = by_cell(trials)
     for cell in cells:
         keys = [k for k, v in (cell.space or {}).items() if isinstance(v, dict)]
-        ts = [t for t in trials if t.cell_id == cell.cell_id and t.value is not None and math.isfinite(t.value)]
+        ts = [t for t in trials_of.get(cell.cell_id, []) if t.value is not None and math.isfinite(t.value)]
         if not keys or not ts:
             continue
         row: dict[str, object] = {"dataset": cell.dataset, "samples_per_class": cell.samples_per_class,

@@ -248,18 +248,21 @@ def _rank(df: pd.DataFrame) -> pd.DataFrame:
     df = df.sort_values([*keys, "method", "backbone", "weights"], kind="stable").reset_index(drop=True)
     df["rank"] = df.groupby(keys)["test_score"].rank(ascending=False, method="min")
     nan = float("nan")
-    out = pd.DataFrame({"verdict": TOO_FEW, "test_used": None, "p_value": nan, "p_holm": nan}, index=df.index)
-    for _, group in df.groupby(keys, sort=False):
-        top = group[group["rank"] == 1]
+    rows = {i: [TOO_FEW, None, nan, nan] for i in df.index}
+    scores, data_seeds = df["_scores"], df["_data_seeds"]
+    for _, group in df.groupby(keys, sort=False)["rank"]:
+        top = group.index[group == 1]
         if top.empty:
             continue
-        best = top.iloc[0]
-        tests = {i: compare(r["_scores"], best["_scores"], seeds_pair(r["_data_seeds"], best["_data_seeds"]))
-                 for i, r in group[group["rank"] != 1].iterrows()}
+        best = top[0]
+        tests = {i: compare(scores[i], scores[best], seeds_pair(data_seeds[i], data_seeds[best]))
+                 for i in group.index[group != 1]}
         adjusted = holm([t.p_value for t in tests.values()])
-        out.loc[top.index, "verdict"] = BEST
+        for i in top:
+            rows[i][0] = BEST
         for (i, t), p_holm in zip(tests.items(), adjusted):
-            out.loc[i] = [verdict(False, t, p_holm, ALPHA), t.test or None, t.p_value, p_holm]
+            rows[i] = [verdict(False, t, p_holm, ALPHA), t.test or None, t.p_value, p_holm]
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["verdict", "test_used", "p_value", "p_holm"])
     out["test_used"] = out["test_used"].astype("str")
     df = pd.concat([df.drop(columns=["_scores", "_data_seeds"]), out], axis=1)
     return df.sort_values([*keys, "rank", "method", "backbone", "weights"], kind="stable").reset_index(drop=True)

@@ -19,7 +19,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from harness.results.records import CellRecord, FinalRecord, TrialRecord, target_label
+from harness.results.records import (
+    CellRecord,
+    FinalRecord,
+    TrialRecord,
+    by_cell,
+    target_label,
+)
 from harness.results.stats import BEST, TOO_FEW, UNDISTINGUISHED, WORSE, Friedman
 
 VERDICT_COLORS = {BEST: "#1f5f99", UNDISTINGUISHED: "#5b9bd0", WORSE: "#c6d9ea", TOO_FEW: "#bbbbbb"}
@@ -27,6 +33,8 @@ DPI = 90
 MARKERS = "osD^v<>ph*"
 HEATMAP_LABELS_MAX = 40  # class names shown on an axis up to this many classes
 ANNOTATE_MAX = 150  # values written in heatmap cells up to this many cells
+PANELS_MAX = 12  # datasets drawn in a per-dataset figure (a panel each); the first ones in leaderboard order
+PARALLEL_MAX = 24  # cells drawn in parallel coordinates (a panel each); beyond, the best-ranked of each dataset
 
 
 def png(fig: plt.Figure) -> str:
@@ -53,7 +61,17 @@ def with_target(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def targets(df: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(df["target"]))
+    """The datasets (few-shot sizes apart) a per-dataset figure draws, in leaderboard order: at most PANELS_MAX."""
+    return list(dict.fromkeys(df["target"]))[:PANELS_MAX]
+
+
+def note_shown(fig: plt.Figure, df: pd.DataFrame) -> plt.Figure:
+    """A per-dataset figure titled with what it leaves out, where the run has more datasets than it draws."""
+    total = df["target"].nunique()
+    if total > PANELS_MAX:
+        fig.suptitle(f"The first {PANELS_MAX} of {total} datasets (the tables cover all)", fontsize=10)
+    return fig
+
 
 
 def panels(n: int, width: float = 4.6, height: float = 3.2, per_row: int = 2) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -107,7 +125,7 @@ def figure_accuracy(df: pd.DataFrame) -> plt.Figure | None:
         ax.tick_params(axis="y", labelsize=8)
         ax.set_title(t, fontsize=10)
         ax.set_xlabel(f"test {label_of(rows.metric.iloc[0])} (mean, 95% CI)", fontsize=8)
-    return fig
+    return note_shown(fig, d)
 
 
 def cost_column(df: pd.DataFrame) -> tuple[str, str]:
@@ -141,48 +159,53 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
     from matplotlib.lines import Line2D
 
     figure_legend(fig, styles, [Line2D([], [], color="#d2542a", label="Pareto front")])
-    return fig
+    return note_shown(fig, d)
 
 
 def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | None:
     """The searched metric per epoch of each cell's winning trial, one panel per dataset."""
     best = {(r.cell_id, r.best_trial_id) for r in df.itertuples() if getattr(r, "best_trial_id", None)}
-    d = with_target(df).set_index("cell_id")
+    d = with_target(df)
+    target_of, entry_of = dict(zip(d.cell_id, d.target)), dict(zip(d.cell_id, d.entry))
     curves = [t for t in trials if (t.cell_id, t.trial_id) in best and t.history]
     if not curves:
         return None
     ts = targets(d)
     fig, axes = panels(len(ts))
-    styles = entry_styles([d.loc[t.cell_id, "entry"] for t in curves if t.cell_id in d.index])
+    styles = entry_styles([entry_of[t.cell_id] for t in curves if t.cell_id in entry_of])
+    per_target: dict[str, list[TrialRecord]] = {}
+    for t in curves:
+        if t.cell_id in target_of:
+            per_target.setdefault(target_of[t.cell_id], []).append(t)
     for ax, target in zip(axes, ts):
-        for t in curves:
-            if t.cell_id in d.index and d.loc[t.cell_id, "target"] == target:
-                h = [row for row in t.history if row.get(t.metric) is not None]
-                ax.plot([row["epoch"] for row in h], [row[t.metric] for row in h], markersize=4,
-                        **styles[d.loc[t.cell_id, "entry"]])
+        for t in per_target.get(target, []):
+            h = [row for row in t.history if row.get(t.metric) is not None]
+            ax.plot([row["epoch"] for row in h], [row[t.metric] for row in h], markersize=4,
+                    **styles[entry_of[t.cell_id]])
         ax.set_title(target, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(label_of(curves[0].metric), fontsize=8)
     figure_legend(fig, styles)
-    return fig
+    return note_shown(fig, d)
 
 
 def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | None:
     """Searched metric against learning rate for every trial; hollow: stopped early."""
-    d = with_target(df).set_index("cell_id")
-    points = [t for t in trials if t.cell_id in d.index and t.value is not None
+    d = with_target(df)
+    target_of, entry_of = dict(zip(d.cell_id, d.target)), dict(zip(d.cell_id, d.entry))
+    points = [t for t in trials if t.cell_id in target_of and t.value is not None
               and isinstance(t.config.get("lr"), (int, float)) and math.isfinite(t.value)]
     if not points:
         return None
     ts = targets(d)
     fig, axes = panels(len(ts))
-    styles = entry_styles([d.loc[t.cell_id, "entry"] for t in points])
+    styles = entry_styles([entry_of[t.cell_id] for t in points])
+    per_target: dict[str, dict[str, list[tuple[float, float, str]]]] = {}
+    for t in points:
+        per_target.setdefault(target_of[t.cell_id], {}).setdefault(entry_of[t.cell_id], []).append(
+            (t.config["lr"], t.value, t.status))
     for ax, target in zip(axes, ts):
-        by_entry: dict[str, list[tuple[float, float, str]]] = {}
-        for t in points:
-            if d.loc[t.cell_id, "target"] == target:
-                by_entry.setdefault(d.loc[t.cell_id, "entry"], []).append((t.config["lr"], t.value, t.status))
-        for entry, pts in by_entry.items():
+        for entry, pts in per_target.get(target, {}).items():
             full = [(lr, v) for lr, v, s in pts if s == "ok"]
             early = [(lr, v) for lr, v, s in pts if s != "ok"]
             style = styles[entry]
@@ -195,7 +218,7 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
         ax.set_xlabel("learning rate", fontsize=8)
         ax.set_ylabel(label_of(points[0].metric), fontsize=8)
     figure_legend(fig, styles)
-    return fig
+    return note_shown(fig, d)
 
 
 def figure_cd(f: Friedman) -> plt.Figure | None:
@@ -258,22 +281,28 @@ def _heatmap(ax: plt.Axes, values: np.ndarray, rows: list[str], cols: list[str],
 def per_class_table(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> dict[str, tuple[list[str], list[str],
                                                                                           np.ndarray]]:
     """Per dataset: (entries, class names, mean per-class test accuracy over each entry's finished seeds)."""
-    d = with_target(df).set_index("cell_id")
-    by_cell: dict[str, list[list[float | None]]] = {}
+    d = with_target(df)
+    entry_of = dict(zip(d.cell_id, d.entry))
+    runs = by_cell(finals)
+    scores: dict[str, list[list[float | None]]] = {}
     for r in finals:
         per_class = (r.test or {}).get("per_class_accuracy")
-        if r.status == "ok" and per_class and r.cell_id in d.index:
-            by_cell.setdefault(r.cell_id, []).append(per_class)
+        if r.status == "ok" and per_class and r.cell_id in entry_of:
+            scores.setdefault(r.cell_id, []).append(per_class)
+    cells_of: dict[str, list[str]] = {}
+    for cell, target in zip(d.cell_id, d.target):
+        if cell in scores:
+            cells_of.setdefault(target, []).append(cell)
     out = {}
-    for target in targets(d.reset_index()):
-        cells = [c for c in d.index[d.target == target] if c in by_cell]
+    for target in targets(d):
+        cells = cells_of.get(target)
         if not cells:
             continue
-        n = max(len(v) for c in cells for v in by_cell[c])
-        values = np.array([np.nanmean(np.array([[np.nan if x is None else x for x in v] for v in by_cell[c]
+        n = max(len(v) for c in cells for v in scores[c])
+        values = np.array([np.nanmean(np.array([[np.nan if x is None else x for x in v] for v in scores[c]
                                                  if len(v) == n], dtype=float), axis=0) for c in cells])
-        names = _class_names([r for r in finals if r.cell_id in cells], n)
-        out[target] = ([d.loc[c, "entry"] for c in cells], names, values)
+        names = _class_names([r for c in cells for r in runs[c]], n)
+        out[target] = ([entry_of[c] for c in cells], names, values)
     return out
 
 
@@ -291,23 +320,24 @@ def figure_per_class(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Fig
         image = _heatmap(ax, values, entries, names, "viridis")
         ax.set_title(target, fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-    return fig
+    return note_shown(fig, with_target(df))
 
 
 def figure_confusion(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Figure | None:
     """The row-normalised test confusion matrix (summed over seeds) of each dataset's best entry."""
     d = with_target(df)
+    runs_of = by_cell(finals)
     mats = {}
     for target in targets(d):
         best = d[(d.target == target) & (d["rank"] == 1)]
         if best.empty:
             continue
         row = best.iloc[0]
-        runs = [np.array(r.test["confusion_matrix"], dtype=float) for r in finals
-                if r.cell_id == row.cell_id and r.status == "ok" and (r.test or {}).get("confusion_matrix")]
+        runs = [np.array(r.test["confusion_matrix"], dtype=float) for r in runs_of.get(row.cell_id, [])
+                if r.status == "ok" and (r.test or {}).get("confusion_matrix")]
         if runs and all(m.shape == runs[0].shape for m in runs):
             total = np.sum(runs, axis=0)
-            names = _class_names([r for r in finals if r.cell_id == row.cell_id], total.shape[0])
+            names = _class_names(runs_of[row.cell_id], total.shape[0])
             mats[target] = (row.entry, names, total / np.maximum(total.sum(axis=1, keepdims=True), 1))
     if not mats:
         return None
@@ -319,7 +349,7 @@ def figure_confusion(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Fig
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-    return fig
+    return note_shown(fig, d)
 
 
 def searched_keys(cell: CellRecord) -> list[str]:
@@ -351,15 +381,21 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
     """Parallel coordinates of every search trial per cell: each searched hyperparameter on its own axis (log
     scale where it was searched on one), the searched metric last; a trial's line is coloured by that metric."""
     d = with_target(df).set_index("cell_id")
+    trials_of = by_cell(trials)
     views = []
     for cell in cells:
         keys = searched_keys(cell)
-        ts = [t for t in trials if t.cell_id == cell.cell_id and t.value is not None and math.isfinite(t.value)
+        ts = [t for t in trials_of.get(cell.cell_id, []) if t.value is not None and math.isfinite(t.value)
               and all(k in t.config for k in keys)]
         if keys and len(ts) >= 2 and cell.cell_id in d.index:
             views.append((cell, keys, ts))
     if not views:
         return None
+    shown = len(views)
+    if shown > PARALLEL_MAX:  # the best-ranked cells of every dataset first, in leaderboard order
+        order = {c: i for i, c in enumerate(d.index)}
+        views = sorted(views, key=lambda v: (d.loc[v[0].cell_id, "rank"], order[v[0].cell_id]))[:PARALLEL_MAX]
+        views.sort(key=lambda v: order[v[0].cell_id])
     width = 1.2 + 0.75 * max(len(k) + 1 for _, k, _ in views)
     fig, axes = panels(len(views), width=width, height=2.6)
     cmap = plt.get_cmap("viridis")
@@ -383,4 +419,6 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
         ax.set_xlim(-0.3, len(columns) - 0.7)
         title = f"{d.loc[cell.cell_id, 'target']} · {d.loc[cell.cell_id, 'entry']} ({len(ts)} trials)"
         ax.set_title(textwrap.fill(title, width=int(11 * width)), fontsize=8)  # long names wrap within the panel
+    if shown > len(views):
+        fig.suptitle(f"{len(views)} of {shown} cells: the best-ranked of each dataset first", fontsize=9)
     return fig

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from harness.core.config import TrialConfig
 from harness.core.jsonio import clean
@@ -268,6 +268,18 @@ def record_key(r: Record) -> tuple[Any, ...]:
     if isinstance(r, SourceRecord):
         return ("source", r.job)
     return (r.kind, id(r))
+
+
+C = TypeVar("C", bound=CellFields)
+
+
+def by_cell(records: Iterable[C]) -> dict[str, list[C]]:
+    """Records grouped by their cell, in the order given: one pass, so that what is drawn or computed per cell
+    stays linear in the number of records."""
+    out: dict[str, list[C]] = {}
+    for r in records:
+        out.setdefault(r.cell_id, []).append(r)
+    return out
 
 
 def standing(records: list[Record]) -> list[Record]:

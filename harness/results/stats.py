@@ -3,6 +3,7 @@ Holm's correction, and the Friedman test with the Nemenyi critical difference (D
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -39,8 +40,15 @@ def mean_confidence_interval(values: Sequence[float | None], confidence: float =
         return float("nan"), float("nan")
     if len(a) == 1:
         return float(a[0]), float("nan")
-    half = float(stats.sem(a) * stats.t.ppf((1 + confidence) / 2, len(a) - 1))
+    half = float(np.std(a, ddof=1) / math.sqrt(len(a)) * t_quantile((1 + confidence) / 2, len(a) - 1))
     return float(a.mean()), half
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile (scipy's t.ppf), computed once per (q, df): a leaderboard of thousands of cells asks
+    for the same few."""
+    return float(stats.t.ppf(q, df))
 
 
 def welch_p_value(a: Sequence[float | None], b: Sequence[float | None]) -> float:

@@ -30,7 +30,7 @@ from harness.results.store import RunStore
 from harness.data.registry import headline_metric
 from harness.data.root import data_root, runtime_env_vars, teachers_dir_default, use_data_root
 from harness.methods.base import Preparation
-from harness.study import interrupt
+from harness.study import SUITE_FLAGS, interrupt
 from harness.study.estimates import run_estimates
 from harness.study.paths import absolute_paths
 from harness.study.preflight import LOCAL, local_resources, preflight
@@ -52,7 +52,6 @@ RUN_FACTS = "run.json"  # what a resume needs besides the suite: storage path, s
 FROZEN_SPACES = "search_spaces"  # the search-space files as the run started
 SESSIONS = "sessions.jsonl"  # one line per session (`harness run`, each --resume) as it starts and as it ends
 EXPERIMENTS = "experiments.jsonl"  # the Tune experiments this run started: the only ones it restores
-SUITE_FLAGS = "suite_flags"  # the argparse namespace entry listing the flags of the "suite overrides" group
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
@@ -432,15 +431,17 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         searched.append((i, cell, trials, best))
 
     key = (store.read_json(RUN_FACTS) or {}).get("run_key")
+    started = {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}  # read once: a claim per cell stays O(1)
 
     def claim(base: str) -> tuple[str, bool]:
         """This run's Tune experiment for `base` (named with the run's key: two runs on one cluster that start
         Tuners for the same cell in the same second would share Tune's staging folder), recorded as the
         run's; and whether an earlier session of the run started it (then it is restored)."""
         name = f"{base}-{key}" if key else base
-        if name in {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}:
+        if name in started:
             return name, True
         store.append_json(EXPERIMENTS, {"name": name, "path": f"{where.rstrip('/')}/{name}", "at": time.time()})
+        started.add(name)
         return name, False
 
     todo = []

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from harness.core.errors import ConfigError
 from harness.core.yamlio import read_yaml
-from harness.results.records import FINAL_DONE, TRIAL_DONE, CellRecord, FinalRecord, TrialRecord, target_label
+from harness.results.records import (
+    FINAL_DONE,
+    TRIAL_DONE,
+    CellRecord,
+    FinalRecord,
+    Record,
+    TrialRecord,
+    target_label,
+)
 from harness.results.store import RunStore
 from harness.study.suite import Cell, cells, suite_from_dict
 
@@ -92,10 +100,12 @@ def run_status(run_dir: Path | str, now: float | None = None) -> RunStatus:
         raise ConfigError(f"{run_dir}: no such run folder")
     store = RunStore(run_dir)
     planned = _cells(run_dir)
-    records = store.records()
+    of_cell: dict[str, list[Record]] = {}
+    for r in store.records():  # grouped once: the status of a run stays linear in its records
+        of_cell.setdefault(getattr(r, "cell_id", ""), []).append(r)
     out = []
     for cell in planned:
-        mine = [r for r in records if getattr(r, "cell_id", None) == cell.cell_id]
+        mine = of_cell.get(cell.cell_id, [])
         trials = [r for r in mine if isinstance(r, TrialRecord) and r.status in TRIAL_DONE]
         finals = {r.seed for r in mine if isinstance(r, FinalRecord) and r.status in FINAL_DONE}
         record = next((r for r in mine if isinstance(r, CellRecord)), None)
