@@ -201,6 +201,8 @@ def breakdown(tmp: Path, n: int) -> None:
     timed(search, "make_tuner")
     finals.make_tuner = search.make_tuner
     timed(search, "search_one")
+    if hasattr(search, "search_shared"):
+        timed(search, "search_shared")
     timed(finals, "_run_group")
     t0 = time.perf_counter()
     code = harness(["run", "--results-dir", str(tmp / "e"), "--suite", str(cells_suite(tmp, n, 1))])
@@ -214,12 +216,14 @@ def breakdown(tmp: Path, n: int) -> None:
     inside = trial_seconds(run_dir)
     print(f"  one at a time, in this process: {wall:.1f}s wall (Ray start-up included), {inside:.1f} "
           f"trial-seconds; per cell {(wall - inside) / n:.2f}s")
-    for label, group in (("per cell's search", searches), ("finals (one Tuner)", finals_parts)):
+    for label, group, per in (("searches, per cell", searches, n), ("finals, per Tuner", finals_parts,
+                                                                      len(finals_parts))):
         if not group:
             continue
-        mean = {k: sum(g[k] for g in group) / len(group) for k in group[0]}
-        print(f"    {label:<20} " + ", ".join(f"{k} {v:.2f}s" for k, v in mean.items()))
-    records = sum(spans.get("search_one", [])) - sum(g["whole Tuner"] for g in searches)
+        mean = {k: sum(g[k] for g in group) / per for k in group[0]}
+        print(f"    {label:<20} {len(group)} Tuner(s): " + ", ".join(f"{k} {v:.2f}s" for k, v in mean.items()))
+    records = (sum(spans.get("search_one", [])) + sum(spans.get("search_shared", []))
+               - sum(g["whole Tuner"] for g in searches))
     print(f"    records and ResultGrid reading after the search Tuners: {records / max(1, n):.2f}s per cell")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -5,13 +5,13 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from ray import tune  # noqa: E402
+from ray import tune
 
-from harness.study.multiplex import CellsScheduler, CellsSearch  # noqa: E402
-from harness.study.plan import build_plan  # noqa: E402
-from harness.study.search import search_parts  # noqa: E402
-from harness.study.suite import suite_from_dict  # noqa: E402
-from harness.study.trial import CELL_KEY  # noqa: E402
+from harness.study.multiplex import CellsScheduler, CellsSearch
+from harness.study.plan import build_plan
+from harness.study.search import search_parts
+from harness.study.suite import suite_from_dict
+from harness.study.trial import CELL_KEY
 
 
 def cells(tmp_path, n=3):

@@ -1,6 +1,6 @@
 """`harness run`: resolve the suite, start or join Ray, pretrain sources, run the cells, write the leaderboard.
 
-A run has two phases: every cell's search (one Tuner each, validation only), then the final runs of all
+A run has two phases: every cell's search (validation only; cells with one-worker trials share a Tuner), then the final runs of all
 cells together (harness/finals.py). A cell's record is written once its finals are in.
 """
 
