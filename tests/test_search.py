@@ -172,13 +172,14 @@ def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source
     before = read_records(run_dir / "records.jsonl")
     searched = {r.cell_id for r in before if isinstance(r, TrialRecord)}
     first_trials = sorted(r.trial_id for r in before if isinstance(r, TrialRecord))
-    assert len(searched) == 1 and not any(isinstance(r, (FinalRecord, CellRecord)) for r in before)
+    # cells sharing a Tuner are recorded together when it ends: one or both cells searched, nothing more
+    assert searched and not any(isinstance(r, (FinalRecord, CellRecord)) for r in before)
 
     assert main(["run", "--resume", str(run_dir)]) == 0
     after = read_records(run_dir / "records.jsonl")
     cells = [r for r in after if isinstance(r, CellRecord)]
     assert [c.method for c in cells] == ["scratch", "linear_probe"] and all(c.status == "ok" for c in cells)
-    # the searched cell kept its trials (not searched again); the other was searched once; 2 finals each
+    # the searched cells kept their trials (not searched again); any other was searched once; 2 finals each
     trials = [r for r in after if isinstance(r, TrialRecord)]
     assert sorted(r.trial_id for r in trials if r.cell_id in searched) == first_trials
     assert len(trials) == 4
