@@ -338,8 +338,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
         group.add_argument("--scheduler", help="trial scheduler: asha, fifo"),
         group.add_argument("--metric", help="validation metric to select on (default val_accuracy)"),
         group.add_argument("--max-concurrent-trials", type=integer, help="trials at once per cell (0: as many as fit)"),
-        group.add_argument("--max-concurrent-cells", type=integer, help="cells searching at once, one Tuner each "
-                           "(default 2)"),
+        group.add_argument("--max-concurrent-cells", type=integer, help="cells searching at once (default 2); "
+                           "cells with one-worker trials share one Tuner"),
         group.add_argument("--epochs", type=integer, help="fix the number of epochs in every search space"),
         group.add_argument("--final-seeds", type=integer, help="seeds of the final runs of each cell's best "
                            "configuration"),

@@ -56,8 +56,9 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
     path = suite_file(tmp_path, source_checkpoint, overrides={"lr": 0.05})  # 2 epochs from scratch need a tame lr
     assert main(["run", "--suite", str(path), "--results-dir", str(out), "--storage-path", str(shared)]) == 0
     run_dir = only_run_dir(out)
-    # Tune's artefacts, in a folder of the run's own: one search per cell, then the finals of both cells in one Tuner
-    assert len(list(shared.glob(f"{run_dir.name}/search-*"))) == 2 and len(list(shared.glob("*/final-*"))) == 1
+    # Tune's artefacts, in a folder of the run's own: one search Tuner shared by both cells (its trial processes
+    # stay warm from cell to cell), then the finals of both cells in one Tuner
+    assert len(list(shared.glob(f"{run_dir.name}/search-*"))) == 1 and len(list(shared.glob("*/final-*"))) == 1
     lines = (run_dir / "records.jsonl").read_text().splitlines()
     raw = [json.loads(line) for line in lines]  # every line is strict JSON
     assert all(r["schema"] == 3 and r["run_id"] == run_dir.name and r["kind"] for r in raw)
@@ -171,13 +172,14 @@ def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source
     before = read_records(run_dir / "records.jsonl")
     searched = {r.cell_id for r in before if isinstance(r, TrialRecord)}
     first_trials = sorted(r.trial_id for r in before if isinstance(r, TrialRecord))
-    assert len(searched) == 1 and not any(isinstance(r, (FinalRecord, CellRecord)) for r in before)
+    # cells sharing a Tuner are recorded together when it ends: one or both cells searched, nothing more
+    assert searched and not any(isinstance(r, (FinalRecord, CellRecord)) for r in before)
 
     assert main(["run", "--resume", str(run_dir)]) == 0
     after = read_records(run_dir / "records.jsonl")
     cells = [r for r in after if isinstance(r, CellRecord)]
     assert [c.method for c in cells] == ["scratch", "linear_probe"] and all(c.status == "ok" for c in cells)
-    # the searched cell kept its trials (not searched again); the other was searched once; 2 finals each
+    # the searched cells kept their trials (not searched again); any other was searched once; 2 finals each
     trials = [r for r in after if isinstance(r, TrialRecord)]
     assert sorted(r.trial_id for r in trials if r.cell_id in searched) == first_trials
     assert len(trials) == 4

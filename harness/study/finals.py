@@ -62,7 +62,7 @@ def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,
-               verbose: bool = False, claim: Claim = lambda name: (name, False),
+               verbose: bool = False, claim: Claim = lambda name, cells=(): (name, False),
                tracking: Tracking | None = None) -> list[FinalRecord]:
     """Run `jobs`, one Tuner per resource shape, and append their records to `store`; returns those records.
     `claim(name)` records each Tuner as this run's and says whether to restore it; after a stop no group starts."""

@@ -1,6 +1,6 @@
 """`harness run`: resolve the suite, start or join Ray, pretrain sources, run the cells, write the leaderboard.
 
-A run has two phases: every cell's search (one Tuner each, validation only), then the final runs of all
+A run has two phases: every cell's search (validation only; cells with one-worker trials share a Tuner), then the final runs of all
 cells together (harness/finals.py). A cell's record is written once its finals are in.
 """
 
@@ -249,7 +249,7 @@ def _start(plan: Plan, store: RunStore | None, args: argparse.Namespace, facts: 
 
 def _execute(plan: Plan, store: RunStore, args: argparse.Namespace, facts: dict[str, str | None]) -> int:
     suite = plan.suite
-    t0 = time.time()
+    t0, before = time.time(), len(store.all_records())
     store.append(run_sources(plan, print))
     store.append(prepare_networks(plan.of_kind("teacher"), suite.resources, print))
     store.append(run_estimates(plan.of_kind("estimate"), store, print))
@@ -259,7 +259,8 @@ def _execute(plan: Plan, store: RunStore, args: argparse.Namespace, facts: dict[
                                                                                   suite.resources, print)),
                       tracking=tracking)
     interrupt.check()
-    print(f"finished in {time.time() - t0:.0f}s; records in {store.records_path}")
+    print(f"finished in {time.time() - t0:.0f}s; {_efficiency(plan, store.all_records()[before:], time.time() - t0)}; "
+          f"records in {store.records_path}")
     from harness.results.leaderboard import write_run_outputs
 
     print(write_run_outputs(store.dir))
@@ -271,6 +272,19 @@ def _execute(plan: Plan, store: RunStore, args: argparse.Namespace, facts: dict[
     for line in problems:
         eprint(f"harness: {line}")
     return 1 if problems else 0
+
+
+def _efficiency(plan: Plan, records: list, wall: float) -> str:
+    """This session's trial-seconds (CPU-seconds its trainings held) against the cluster's cores x `wall`."""
+    import torch
+
+    from harness.study.search import joined_resources
+    from harness.study.utilisation import busy_seconds, efficiency
+
+    r = plan.suite.resources
+    cpus = {c.cell_id: c.resources.cpus_per_trial * c.resources.workers_per_trial for c in plan.cells}
+    busy = busy_seconds(records, cpus, torch.get_num_threads(), r.cpus_per_trial * r.workers_per_trial)
+    return efficiency(busy, joined_resources()[0], wall)
 
 
 def mlflow_tracking(args: argparse.Namespace, store: RunStore, suite: SuiteSpec) -> "Tracking | None":
@@ -431,17 +445,21 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         searched.append((i, cell, trials, best))
 
     key = (store.read_json(RUN_FACTS) or {}).get("run_key")
-    started = {e.get("name") for e in store.read_jsonl(EXPERIMENTS)}  # read once: a claim per cell stays O(1)
+    started = list(store.read_jsonl(EXPERIMENTS))  # read once, not once per claim
 
-    def claim(base: str) -> tuple[str, bool]:
+    def claim(base: str, cells: tuple[str, ...] = ()) -> tuple[str, bool]:
         """This run's Tune experiment for `base` (named with the run's key: two runs on one cluster that start
         Tuners for the same cell in the same second would share Tune's staging folder), recorded as the
-        run's; and whether an earlier session of the run started it (then it is restored)."""
+        run's; and whether an earlier session of the run started it (then it is restored). A Tuner shared by
+        `cells` continues the earlier one that searched any of them (a resumed run searches fewer cells)."""
         name = f"{base}-{key}" if key else base
-        if name in started:
-            return name, True
-        store.append_json(EXPERIMENTS, {"name": name, "path": f"{where.rstrip('/')}/{name}", "at": time.time()})
-        started.add(name)
+        for e in started:
+            if e.get("name") == name or set(cells) & set(e.get("cells", ())):
+                return e["name"], True
+        entry = {"name": name, "path": f"{where.rstrip('/')}/{name}", "at": time.time(),
+                 **({"cells": list(cells)} if cells else {})}
+        store.append_json(EXPERIMENTS, entry)
+        started.append(entry)
         return name, False
 
     todo = []

@@ -1,12 +1,15 @@
-"""Ray start-up and one Ray Tune search per (dataset, method, backbone) cell.
+"""Ray start-up and the Ray Tune search of every (dataset, method, backbone) cell.
 
-Each cell gets its own Tuner (search algorithm, ASHA scheduler) that sees the validation split only; the
-winner is picked here, and harness/finals.py re-runs it with seeds on the test split.
+Each cell has its own search algorithm and ASHA scheduler and sees the validation split only; cells whose
+trials have one worker share one Tuner (harness/study/multiplex.py), so its trial processes stay warm from one
+cell to the next; the others get a Tuner each. The winner is picked here, and harness/finals.py re-runs it with
+seeds on the test split.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -14,7 +17,7 @@ import os
 import socket
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
@@ -27,12 +30,13 @@ from harness.core.errors import ConfigError, RunFailure  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
 from harness.study import interrupt  # noqa: E402
+from harness.study.multiplex import CellsScheduler, CellsSearch  # noqa: E402
 from harness.study.packing import packed_resources  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
 from harness.study.tracking import Tracking  # noqa: E402
-from harness.study.trial import (RUNNER_KEY, TRIAL_FUNCTION_CPU, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
+from harness.study.trial import (CELL_KEY, RUNNER_KEY, TRIAL_FUNCTION_CPU, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
                                  is_infrastructure_failure, placement_of, release_train_resources, schedule_timeout_s,
                                  trial_status, tune_trial)
 
@@ -141,26 +145,39 @@ def max_concurrency(resources: Resources, configured: int) -> int | None:
 
 _SINKS: dict[str, TrialSink] = {}
 _ENDED: dict[str, set[str]] = {}  # experiment name -> ids of the trials seen ending in this process
+_SPANS: dict[str, dict[str, list[float]]] = {}  # experiment name -> cell id -> [first trial start, last trial end]
 
 
 class TrialCallback(tune.Callback):
     """Hands each finished or errored trial of experiment `name` to the sink registered for it in this process,
     and notes that it ended (`ended_trials`): a Tuner that was stopped leaves the others unfinished.
+    `metric` is the reported value the sink gets: one name, or one per cell (a Tuner shared by cells).
 
     Tune pickles a Tuner's callbacks into its experiment folder, so the callback holds only the name:
     a restored Tuner (`--resume`) reports to the sink of the process that resumes it.
     """
 
-    def __init__(self, name: str, metric: str) -> None:
+    def __init__(self, name: str, metric: str | dict[str, str]) -> None:
         self.name, self.metric = name, metric
+
+    def _metric(self, config: dict[str, Any]) -> str:
+        return self.metric if isinstance(self.metric, str) else self.metric[config[CELL_KEY]]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if CELL_KEY in trial.config:
+            span = _SPANS.setdefault(self.name, {}).setdefault(trial.config[CELL_KEY], [time.time(), time.time()])
+            span[0] = min(span[0], time.time())
 
     def _send(self, trial: Any, failed: bool) -> None:
         _ENDED.setdefault(self.name, set()).add(trial.trial_id)
+        if CELL_KEY in trial.config and trial.config[CELL_KEY] in _SPANS.get(self.name, {}):
+            _SPANS[self.name][trial.config[CELL_KEY]][1] = time.time()
         r = trial.last_result or {}
         status = trial_status(r, failed)
         sink = _SINKS.get(self.name)
         if sink is not None:
-            sink(trial.config, status, None if status == "error" else r.get(self.metric), r.get("time_total_s", 0.0))
+            sink(trial.config, status, None if status == "error" else r.get(self._metric(trial.config)),
+                 r.get("time_total_s", 0.0))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         release_train_resources(trial.trial_id)
@@ -171,10 +188,11 @@ class TrialCallback(tune.Callback):
         self._send(trial, failed=True)
 
 
-def trial_callback(name: str, sink: TrialSink, metric: str) -> TrialCallback:
+def trial_callback(name: str, sink: TrialSink, metric: str | dict[str, str]) -> TrialCallback:
     """A Tune callback for experiment `name` that reports its trials to `sink` (status ok, stopped_early, ...)."""
     _SINKS[name] = sink
     _ENDED[name] = set()
+    _SPANS[name] = {}
     return TrialCallback(name, metric)
 
 
@@ -321,7 +339,7 @@ def trial_record(cell: Cell, result: Any, search_seconds: float, trial: Any = No
     config = result.config if result.config is not None else getattr(trial, "config", {})
     return TrialRecord(**cell_fields(cell), trial_id=m.get("trial_id") or getattr(trial, "trial_id", None)
                        or os.path.basename(result.path),
-                       status=status, config={k: v for k, v in config.items() if k != RUNNER_KEY},
+                       status=status, config={k: v for k, v in config.items() if k not in (RUNNER_KEY, CELL_KEY)},
                        epochs_completed=m.get("epoch", 0), metric=metric, value=m.get(metric),
                        val=(summary or {}).get("val"), history=_history(result, metric),
                        trial_seconds=m.get("time_total_s", 0.0), cost=(summary or {}).get("cost"), error=error,
@@ -344,7 +362,20 @@ def search_name(cell: Cell) -> str:
     return f"search-{cell.cell_id}"
 
 
-Claim = Callable[[str], tuple[str, bool]]  # a Tuner's base name -> (this run's experiment name, whether to restore it)
+Claim = Callable[..., tuple[str, bool]]  # (a Tuner's base name, the cells it searches) -> (this run's experiment
+# name, whether to restore it)
+
+
+def shares_a_tuner(cell: Cell) -> bool:
+    """Whether a cell's search can share a Tuner with other cells: one worker per trial (its process is reused
+    from cell to cell) and a search algorithm Tune generates variants with (random, grid); an Optuna search or
+    a multi-worker trial gets a Tuner of its own."""
+    return cell.resources.workers_per_trial <= 1 and cell.search.algorithm != "optuna"
+
+
+def shared_name(cells: list[Cell]) -> str:
+    """The name of a Tune experiment searching `cells` together."""
+    return "search-" + hashlib.sha1(",".join(c.cell_id for c in cells).encode()).hexdigest()[:12]
 
 
 def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
@@ -370,6 +401,43 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
             for result, trial in results_with_trials(grid)]
 
 
+def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: int, verbose: bool = False,
+                  experiment: tuple[str, bool] | None = None, tracking: Tracking | None = None
+                  ) -> dict[str, list[TrialRecord]]:
+    """Search `cells` (one resource shape, `shares_a_tuner`) in one Tuner, `parallel` cells at a time, each with
+    its own search algorithm and scheduler as `search_one` gives it; returns each cell's trial records (not yet
+    stored). A restored experiment (`experiment`: name, restore) may hold cells searched before: only `cells`
+    are returned."""
+    parts, schedulers = {}, {}
+    for cell in cells:
+        space, scheduler, search_alg = search_parts(cell, max_concurrency(cell.resources,
+                                                                          cell.search.max_concurrent_trials))
+        scheduler.set_search_properties(cell.search.metric, cell.search.mode)
+        parts[cell.cell_id] = (search_alg, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage),
+                                            CELL_KEY: cell.cell_id, **space}, cell.search.num_samples)
+        schedulers[cell.cell_id] = scheduler
+    t0 = time.time()
+    name, restore = experiment or (shared_name(cells), False)
+    metrics = {c.cell_id: c.search.metric for c in cells}
+    resources = packed_resources(cells, joined_resources()[1])
+    tuner = make_tuner(name, {}, resources, None, None, storage, trial_callback(name, sink, metrics),
+                       verbose, CellsSearch(parts, parallel), CellsScheduler(schedulers), 1, restore,
+                       (tracking.callback(cells),) if tracking else ())
+    with interrupt.tune_running():
+        grid = tuner.fit()
+    whole = time.time() - t0
+    ended, spans = ended_trials(name), _SPANS.get(name, {})
+    by_id = {c.cell_id: c for c in cells}
+    out: dict[str, list[TrialRecord]] = {c.cell_id: [] for c in cells}
+    for result, trial in results_with_trials(grid):
+        cell = by_id.get(trial.config.get(CELL_KEY))
+        if cell is not None:
+            span = spans.get(cell.cell_id)
+            out[cell.cell_id].append(trial_record(cell, result, span[1] - span[0] if span else whole, trial,
+                                                  trial.trial_id in ended))
+    return out
+
+
 class CellSearcher:
     """A Ray actor that runs cells' Tuners one after another. Several of them let cells search at once:
     Tune's driver side is not thread-safe, so each concurrent Tuner needs a process of its own. The driver
@@ -383,25 +451,68 @@ class CellSearcher:
     def pid(self) -> int:
         return os.getpid()
 
-    def search(self, index: int, cell: Cell, storage: str, verbose: bool,
-               experiment: tuple[str, bool], tracking: Tracking | None = None) -> list[TrialRecord]:
-        def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
-            self.events.put((index, status, value, seconds))
+    def search(self, unit: list[tuple[int, Cell]], storage: str, verbose: bool, experiment: tuple[str, bool],
+               tracking: Tracking | None = None, parallel: int = 1) -> list[tuple[int, Cell, list[TrialRecord]]]:
+        return search_unit(unit, storage, lambda i, *rest: self.events.put((i, *rest)), verbose, experiment,
+                           tracking, parallel)
 
-        return search_one(cell, storage, sink, verbose, experiment, tracking)
+
+Report = Callable[[int, str, "float | None", float], None]  # (cell index, status, value, trial seconds)
+
+
+def search_unit(unit: list[tuple[int, Cell]], storage: str, report: Report, verbose: bool,
+                experiment: tuple[str, bool], tracking: Tracking | None = None, parallel: int = 1
+                ) -> list[tuple[int, Cell, list[TrialRecord]]]:
+    """Search one unit of work: a cell with a Tuner of its own, or cells sharing one (more than one, or any
+    cell that `shares_a_tuner`); returns (index, cell, trial records) for each."""
+    index = {cell.cell_id: i for i, cell in unit}
+
+    def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
+        report(index[config[CELL_KEY]] if CELL_KEY in config else unit[0][0], status, value, seconds)
+
+    if len(unit) == 1 and not shares_a_tuner(unit[0][1]):
+        i, cell = unit[0]
+        return [(i, cell, search_one(cell, storage, sink, verbose, experiment, tracking))]
+    trials = search_shared([cell for _, cell in unit], storage, sink, parallel, verbose, experiment, tracking)
+    return [(i, cell, trials[cell.cell_id]) for i, cell in unit]
+
+
+def search_units(todo: list[tuple[int, Cell]]) -> list[list[tuple[int, Cell]]]:
+    """`todo` as units of work: the cells that share a Tuner, one unit per resource shape, then each other cell
+    on its own, in the order of their first cell."""
+    shared: dict[tuple, list[tuple[int, Cell]]] = {}
+    units: list[list[tuple[int, Cell]]] = []
+    for i, cell in todo:
+        if shares_a_tuner(cell):
+            key = astuple(cell.resources)
+            if key not in shared:
+                shared[key] = []
+                units.append(shared[key])
+            shared[key].append((i, cell))
+        else:
+            units.append([(i, cell)])
+    return units
+
+
+def claim_unit(claim: Claim, unit: list[tuple[int, Cell]]) -> tuple[str, bool]:
+    """This run's experiment for a unit of work (see `search_units`), and whether to restore it."""
+    cells = [cell for _, cell in unit]
+    if len(cells) == 1 and not shares_a_tuner(cells[0]):
+        return claim(search_name(cells[0]))
+    return claim(shared_name(cells), tuple(c.cell_id for c in cells))
 
 
 def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
-                 parallel: int = 2, claim: Claim = lambda name: (name, False), tracking: Tracking | None = None
-                 ) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
-    """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each ends.
-    `claim(name)` is asked before each cell's Tuner starts: it records the experiment as this run's, under a
-    name no other run uses, and says whether the run started it before (then it is restored). After a stop no
-    further cell starts.
+                 parallel: int = 2, claim: Claim = lambda name, cells=(): (name, False),
+                 tracking: Tracking | None = None) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
+    """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each unit
+    of work ends (`search_units`: the cells sharing a Tuner end together). `claim(name, cells)` is asked before
+    each Tuner starts: it records the experiment as this run's, under a name no other run uses, and says
+    whether the run started it before (then it is restored). After a stop no further Tuner starts.
 
-    Each concurrent cell runs in a CellSearcher on this node (so local storage paths hold) holding no CPU;
-    its trials compete for the cluster like any others, so one cell's start-up and tail fill with another's trials.
-    One cell at a time runs its Tuner in this process instead (no actor to start).
+    With more than one cell at a time, each unit runs in a CellSearcher on this node (so local storage paths
+    hold) holding no CPU; its trials compete for the cluster like any others. One cell at a time runs its
+    Tuner in this process instead (no actor to start).
     """
     import ray
     from ray.util.queue import Empty, Queue
@@ -415,20 +526,20 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
         progress.trial_done(progress.cell(i, cells[i].label), f"search {done[i]}/{cells[i].num_trials}",
                             status, cells[i].search.metric, value, seconds)
 
+    units = search_units(todo)
     if min(parallel, len(todo)) <= 1:  # one at a time: the Tuner runs here, no actor to start
-        for i, cell in todo:
+        for unit in units:
             if interrupt.requested():
                 return
-            yield i, cell, search_one(cell, storage, lambda _c, *rest, i=i: report(i, *rest), verbose,
-                                      claim(search_name(cell)), tracking)
+            yield from search_unit(unit, storage, report, verbose, claim_unit(claim, unit), tracking, parallel)
         return
     events = Queue(actor_options={"num_cpus": 0})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, max_restarts=0)(CellSearcher)
     free = [actor.options(scheduling_strategy=here).remote(events, runtime_env_vars())
-            for _ in range(min(parallel, len(todo)))]
+            for _ in range(min(parallel, len(units)))]
     searchers = list(free)
-    waiting, running = list(todo), {}
+    waiting, running = list(units), {}
     stack = contextlib.ExitStack()
     stack.enter_context(interrupt.tune_running())
     for pid in ray.get([s.pid.remote() for s in searchers]):
@@ -446,24 +557,25 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
             if interrupt.requested():
                 waiting.clear()
             while waiting and free:
-                i, cell = waiting.pop(0)
+                unit = waiting.pop(0)
                 searcher = free.pop()
-                running[searcher.search.remote(i, cell, storage, verbose, claim(search_name(cell)),
-                                               tracking)] = (i, cell, searcher)
+                running[searcher.search.remote(unit, storage, verbose, claim_unit(claim, unit), tracking,
+                                               parallel)] = (unit, searcher)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
             drain()
             for ref in ready:
-                i, cell, searcher = running.pop(ref)
+                unit, searcher = running.pop(ref)
                 free.append(searcher)
                 try:
-                    trials = ray.get(ref)
+                    searched = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
                     raise e.as_instanceof_cause() from None
                 except ray.exceptions.RayActorError as e:
-                    raise RunFailure(f"cell {cell.label} ({cell.cell_id}): the process searching it died "
+                    labels = ", ".join(f"{cell.label} ({cell.cell_id})" for _, cell in unit)
+                    raise RunFailure(f"cell {labels}: the process searching it died "
                                      f"({type(e).__name__}); the trials it finished are kept") from None
                 drain()
-                yield i, cell, trials
+                yield from searched
     finally:
         stack.close()
         for searcher in searchers:

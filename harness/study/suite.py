@@ -40,7 +40,7 @@ class SearchBudget:
     scheduler: str = param("asha", "trial scheduler", choices=SCHEDULERS)
     max_concurrent_trials: int = param(0, "trials at once per cell", low=0,
                                        note="0: as many as the cluster fits")
-    max_concurrent_cells: int = param(2, "cells searching at once, one Tuner each", low=1)
+    max_concurrent_cells: int = param(2, "cells searching at once (those with one-worker trials in one shared Tuner)", low=1)
     metric: str = param(HEADLINE, "validation metric to select on",
                         note="headline: val_ + each dataset's headline metric, the one its leaderboard ranks by")
     mode: str = param("max", "whether the metric is maximised or minimised", choices=("max", "min"))
