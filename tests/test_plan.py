@@ -21,7 +21,7 @@ def suite(**extra):
             "backbones": [{"name": "resnet8", "weights": "none"}, {"name": "resnet8", "weights": "source:src"}],
             "sources": {"src": {"dataset": "digits:5-9", "backbone": "resnet8", "epochs": 1}},
             "search": {"num_samples": 1}, "final_seeds": 2,
-            "overrides": {"epochs": 1, "teacher": "resnet8", "teacher_epochs": 1}}
+            "overrides": {"epochs": 1, "teacher": "resnet20", "teacher_epochs": 1}}
     data.update(extra)
     return suite_from_dict(data, "test")
 
@@ -56,7 +56,7 @@ def test_jobs_run_in_dependency_order_with_teachers_as_jobs(tmp_path):
 def test_job_ids_are_content_hashes(tmp_path):
     a, b = build_plan(suite(), tmp_path / "s"), build_plan(suite(), tmp_path / "s")
     assert list(a.jobs) == list(b.jobs)
-    longer = build_plan(suite(overrides={"epochs": 2, "teacher": "resnet8", "teacher_epochs": 1}), tmp_path / "s")
+    longer = build_plan(suite(overrides={"epochs": 2, "teacher": "resnet20", "teacher_epochs": 1}), tmp_path / "s")
     searches = lambda p: {j.job_id for j in p.of_kind("search")}  # noqa: E731
     assert searches(a).isdisjoint(searches(longer))
     teachers = lambda p: {j.job_id for j in p.of_kind("teacher")}  # noqa: E731
@@ -94,7 +94,7 @@ def test_done_jobs_come_from_files_and_records(tmp_path):
 def test_a_trial_never_trains_its_teacher(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_TEACHERS", str(tmp_path))
     config = TrialConfig.from_dict({"dataset": "digits:0-4", "backbone": "resnet8", "method": "distill",
-                                    "teacher": "resnet8", "teacher_epochs": 1, "epochs": 1})
+                                    "teacher": "resnet20", "teacher_epochs": 1, "epochs": 1})
     with pytest.raises(ConfigError, match="teacher file .* is missing"):
         fit(config)
     assert not list(tmp_path.iterdir())
@@ -107,7 +107,7 @@ def test_run_trains_teachers_first_and_resume_skips_every_job(tmp_path, capsys):
     try:
         data = {"name": "d", "datasets": ["digits:0-4"], "methods": ["distill"],
                 "backbones": [{"name": "resnet8", "weights": "none"}], "search": {"num_samples": 1},
-                "final_seeds": 1, "overrides": {"epochs": 1, "teacher": "resnet8", "teacher_epochs": 1}}
+                "final_seeds": 1, "overrides": {"epochs": 1, "teacher": "resnet20", "teacher_epochs": 1}}
         path = tmp_path / "d.yaml"
         path.write_text(yaml.safe_dump(data))
         out = tmp_path / "results"
@@ -115,7 +115,7 @@ def test_run_trains_teachers_first_and_resume_skips_every_job(tmp_path, capsys):
         printed = capsys.readouterr().out
         teachers = list((out / "teachers").glob("*.pt"))
         assert len(teachers) == 2  # the search's (seed 0) and the final run's (seed 1)
-        assert all(f"teacher resnet8 on digits:0-4 (1 epochs, seed {s}): trained" in printed for s in (0, 1))
+        assert all(f"teacher resnet20 on digits:0-4 (1 epochs, seed {s}): trained" in printed for s in (0, 1))
         run_dir = next(d for d in out.iterdir() if d.name.startswith("d-"))
         records = RunStore(run_dir).records(SourceRecord)
         assert {r.path for r in records} == {str(t) for t in teachers}

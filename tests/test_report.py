@@ -176,7 +176,10 @@ def test_the_report_in_headless_chromium(tiny_run):
         alts = {alt for alt, _ in images}
         assert {"Per-class test accuracy", "Confusion matrix of each dataset's best entry",
                 "Every search trial (parallel coordinates)"} <= alts
-        column = "return [...document.querySelectorAll('table.leaderboard tbody tr')].map(r => r.children[9].dataset.v)"
+        index = js("return [...document.querySelectorAll('table.leaderboard thead th')]"
+                   ".findIndex(th => th.textContent === 'test score')")
+        column = ("return [...document.querySelectorAll('table.leaderboard tbody tr')]"
+                  f".map(r => r.children[{index}].dataset.v)")
         before = js(column)
         browser.find_element("xpath", "//table[contains(@class,'leaderboard')]//th[text()='test score']").click()
         ascending = js(column)

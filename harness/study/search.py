@@ -401,6 +401,22 @@ def search_one(cell: Cell, storage: str, sink: TrialSink, verbose: bool = False,
             for result, trial in results_with_trials(grid)]
 
 
+@contextlib.contextmanager
+def _env(name: str, value: str | None) -> Iterator[None]:
+    """`name` set to `value` in this process for the block (unchanged where value is None)."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+
 def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: int, verbose: bool = False,
                   experiment: tuple[str, bool] | None = None, tracking: Tracking | None = None
                   ) -> dict[str, list[TrialRecord]]:
@@ -408,10 +424,10 @@ def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: in
     its own search algorithm and scheduler as `search_one` gives it; returns each cell's trial records (not yet
     stored). A restored experiment (`experiment`: name, restore) may hold cells searched before: only `cells`
     are returned."""
-    parts, schedulers = {}, {}
+    parts, schedulers, limits = {}, {}, []
     for cell in cells:
-        space, scheduler, search_alg = search_parts(cell, max_concurrency(cell.resources,
-                                                                          cell.search.max_concurrent_trials))
+        limits.append(max_concurrency(cell.resources, cell.search.max_concurrent_trials) or 0)
+        space, scheduler, search_alg = search_parts(cell, limits[-1])
         scheduler.set_search_properties(cell.search.metric, cell.search.mode)
         parts[cell.cell_id] = (search_alg, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage),
                                             CELL_KEY: cell.cell_id, **space}, cell.search.num_samples)
@@ -423,7 +439,10 @@ def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: in
     tuner = make_tuner(name, {}, resources, None, None, storage, trial_callback(name, sink, metrics),
                        verbose, CellsSearch(parts, parallel), CellsScheduler(schedulers), 1, restore,
                        (tracking.callback(cells),) if tracking else ())
-    with interrupt.tune_running():
+    # Tune lets a search algorithm that is not its own generator have one trial waiting for resources at a time,
+    # which runs a cell's trials one after another whenever the first ends before a second process starts
+    pending = max(1, min(len(cells), parallel) * max(limits)) if all(limits) else 0
+    with interrupt.tune_running(), _env("TUNE_MAX_PENDING_TRIALS_PG", str(pending) if pending else None):
         grid = tuner.fit()
     whole = time.time() - t0
     ended, spans = ended_trials(name), _SPANS.get(name, {})

@@ -67,13 +67,13 @@ class TrialsToMLflow(MLflowLoggerCallback):
 
     def _identity(self, trial: Any) -> tuple[str, str, str, dict[str, Any]]:
         """(kind, cell id, record key, parameters) of a Tune trial: a final run carries its job, a search trial
-        belongs to the one cell of its Tuner."""
+        of a shared Tuner its cell, one of a cell's own Tuner belongs to that cell."""
         config = trial.config
         if JOB_KEY in config:
             job = config[JOB_KEY]
             cell = job[CELL_KEY]
             return "final", cell, f"final:{cell}:{job['seed']}", {k: v for k, v in job.items() if k != RUNNER_KEY}
-        (cell,) = self.parents
+        cell = config.get(CELL_KEY) or next(iter(self.parents))
         return "trial", cell, f"trial:{cell}:{trial.trial_id}", {k: v for k, v in config.items() if k != RUNNER_KEY}
 
     def log_trial_start(self, trial: Any) -> None:
