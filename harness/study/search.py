@@ -424,9 +424,10 @@ def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: in
     its own search algorithm and scheduler as `search_one` gives it; returns each cell's trial records (not yet
     stored). A restored experiment (`experiment`: name, restore) may hold cells searched before: only `cells`
     are returned."""
+    resources = packed_resources(cells, joined_resources()[1])
     parts, schedulers, limits = {}, {}, []
     for cell in cells:
-        limits.append(max_concurrency(cell.resources, cell.search.max_concurrent_trials) or 0)
+        limits.append(max_concurrency(resources, cell.search.max_concurrent_trials) or 0)
         space, scheduler, search_alg = search_parts(cell, limits[-1])
         scheduler.set_search_properties(cell.search.metric, cell.search.mode)
         parts[cell.cell_id] = (search_alg, {**cell.constants, RUNNER_KEY: runner_fields(cell, storage),
@@ -435,7 +436,6 @@ def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: in
     t0 = time.time()
     name, restore = experiment or (shared_name(cells), False)
     metrics = {c.cell_id: c.search.metric for c in cells}
-    resources = packed_resources(cells, joined_resources()[1])
     tuner = make_tuner(name, {}, resources, None, None, storage, trial_callback(name, sink, metrics),
                        verbose, CellsSearch(parts, parallel), CellsScheduler(schedulers), 1, restore,
                        (tracking.callback(cells),) if tracking else ())
