@@ -8,7 +8,7 @@ scoring's CPU-seconds (far from threads x wall means other work held the cores, 
 Four sources are pretrained briefly first (not timed); the fifth candidate is a randomly initialised network.
 Both sides get the whole machine as `harness rank` and `harness run` would: scoring with torch's default threads
 (`--threads 1` pins one, the CPU a search trial gets), the cell on a local Ray cluster of every core.
-Usage: python bench/bench_rank.py [--target digits] [--threads 0] [--precision auto]
+Usage: python bench/bench_rank.py [--target digits] [--threads 0] [--precision auto] [--workers 0]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     p.add_argument("--backbone", default="resnet8")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the scoring (0: the libraries' default)")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"), help="the feature pass")
+    p.add_argument("--workers", type=int, default=0, help="candidates extracted at once (`harness rank --workers`)")
     args = p.parse_args()
     if args.threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -45,7 +46,7 @@ def main() -> None:
         entries = [f"checkpoint:{s}" for s in sources] + [f"{args.backbone}=none"]
 
         t0, c0 = time.perf_counter(), time.process_time()
-        records = rank(args.target, entries, args.backbone, precision=args.precision)
+        records = rank(args.target, entries, args.backbone, precision=args.precision, workers=args.workers)
         scoring, scoring_cpu = time.perf_counter() - t0, time.process_time() - c0
         estimators = sum(sum(r.seconds.values()) for r in records)
 
@@ -64,7 +65,7 @@ def main() -> None:
             ray.shutdown()
 
     print(f"target {args.target} ({records[0].images} training images, 10 classes), {args.backbone}, "
-          f"{torch.get_num_threads()} threads, {records[0].precision} features, {os.cpu_count()} cores")
+          f"{torch.get_num_threads()} threads, {args.workers or 'default'} workers, {records[0].precision} features, {os.cpu_count()} cores")
     print(f"  scoring 5 candidates:           {scoring:7.2f}s  (features {scoring - estimators:.2f}s, "
           f"5 estimators {estimators:.2f}s; {scoring_cpu:.2f} CPU-seconds)")
     print(f"  one linear-probe search cell:   {search:7.2f}s  ({len(trials)} trials, "

@@ -304,7 +304,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     use_data_root(args.data_root)
     prepare_data([args.dataset], download=args.download)
     records = rank(args.dataset, args.weights, args.backbone, args.samples_per_class, args.split_seed,
-                   args.estimators, log=eprint, precision=args.precision)
+                   args.estimators, log=eprint, precision=args.precision, workers=args.workers)
     table = tr.rank_table(records)
     print(f"{args.dataset}: {records[0].images} training images (the test split is not read); "
           f"{len(records)} candidates; features {sum(r.feature_seconds for r in records):.2f}s, estimators "
@@ -401,6 +401,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--estimators", type=_csv, help="comma-separated estimators (default: all)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="the feature pass: auto (bfloat16 where the hardware runs it natively), bf16 or fp32")
+    p.add_argument("--workers", type=integer, default=0, help="candidates whose features are extracted at once on "
+                   "the CPU, one thread each (default 0: one per CPU thread; on a GPU one at a time)")
     p.add_argument("--out", help="write the ranking as .csv or .json")
     add_data_flags(p)
 

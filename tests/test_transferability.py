@@ -12,6 +12,7 @@ from scipy import optimize, stats
 
 from harness.cli import main
 from harness.core.config import TrialConfig
+from harness.core.errors import ConfigError
 from harness.data.augment import batch_transform
 from harness.data.bundle import SealedSplit
 from harness.data.registry import DATASETS, load_dataset
@@ -23,9 +24,22 @@ from harness.ranking.logme import logme
 from harness.ranking.nce import nce
 from harness.results import transferability as tr
 from harness.results.records import EstimateRecord, from_json
+from harness.study.estimates import rank
 from harness.train.artifacts import pretrain, source_config
-from harness.train.estimates import feature_config, score_candidate, target_features
+from harness.train.estimates import (
+    extract_features,
+    feature_config,
+    feature_slices,
+    finish_features,
+    forward_slice,
+    prepare_features,
+    score_candidate,
+    target_features,
+)
+from harness.train.inputs import eval_batch
 from harness.train.loop import prepare
+
+THREADS = torch.get_num_threads()
 
 
 def synthetic(kind: str, n: int = 400, d: int = 16, classes: int = 4, seed: int = 0) -> Observation:
@@ -181,6 +195,24 @@ def test_batched_channels_last_features_equal_one_plain_forward(small_source):
     assert torch.allclose(p.inputs["train"].images, plain, atol=1e-5, rtol=1e-5)
 
 
+def test_slices_cut_on_batch_boundaries_and_give_the_one_pass_features(small_source):
+    """The threads' work items: runs of whole evaluation batches covering the split once, whose features, put
+    back together, are the one-pass features bit for bit (each image in its one-pass batch); the network stays in
+    evaluation mode so threads sharing it never switch it."""
+    fp = prepare_features(feature_config("digits", "resnet8", f"checkpoint:{small_source}", samples_per_class=37),
+                          torch.device("cpu"), "fp32")
+    n, size = len(fp.bundle.train), eval_batch(torch.device("cpu"))
+    assert n == 370 and size == 32
+    parts = feature_slices(fp, 3)
+    assert [(p.start, p.stop) for p in parts] == [(0, 128), (128, 256), (256, 370)]
+    assert feature_slices(fp, 1) == [slice(0, 370)] and len(feature_slices(fp, 50)) == 12
+    whole, _ = forward_slice(fp, slice(0, n))
+    pieces = torch.cat([forward_slice(fp, p)[0] for p in parts])
+    assert not fp.backbone.training and torch.equal(whole, pieces)
+    joined = finish_features(fp, pieces, 0.0).observation
+    assert np.array_equal(joined.features, extract_features(fp).observation.features)
+
+
 def test_a_source_without_its_classifier_or_a_random_network_is_refused_by_leep_and_nce(small_source, tmp_path):
     blob = torch.load(small_source, weights_only=True)
     assert blob["classifier"]["weight"].shape == (5, 64)
@@ -223,6 +255,23 @@ def test_rank_scores_the_training_split_and_never_opens_test(small_source, seale
                  "--weights", "none", "--estimators", "logme,gbc", "--out", str(tmp_path / "r.json")]) == 0
     rows = json.loads((tmp_path / "r.json").read_text())
     assert [(r["estimator"], r["images"]) for r in rows] == [("logme", 25), ("gbc", 25)]
+
+
+def test_candidates_scored_side_by_side_score_as_one_by_one(small_source):
+    """`rank` runs CPU candidates' feature passes in threads: the scores are those of one after another, each
+    random candidate initialised as the linear probe's (both `none` entries alike, whichever thread ran them)."""
+    entries = [f"checkpoint:{small_source}", "resnet8=none", "none"]
+    kwargs = dict(backbone="resnet8", samples_per_class=10, estimators=["logme", "hscore", "gbc"], precision="fp32")
+    alone = rank("digits:5-9", entries, workers=1, **kwargs)
+    together = rank("digits:5-9", entries, workers=3, **kwargs)
+    assert [r.label for r in together] == entries
+    for a, b in zip(alone, together, strict=True):
+        assert a.scores.keys() == b.scores.keys() == {"logme", "hscore", "gbc"}
+        assert all(math.isclose(a.scores[k], b.scores[k], rel_tol=1e-5, abs_tol=1e-6) for k in a.scores)
+    assert together[1].scores == together[2].scores and together[0].scores != together[1].scores
+    assert torch.get_num_threads() == THREADS
+    with pytest.raises(ConfigError, match="--workers -1: give 0"):
+        rank("digits:5-9", entries, workers=-1, **kwargs)
 
 
 @pytest.mark.parametrize("argv, message", [

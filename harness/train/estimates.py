@@ -13,11 +13,12 @@ import torch
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
-from harness.data.augment import batch_transform
+from harness.data.augment import BatchTransform, batch_transform
+from harness.data.bundle import DatasetBundle
 from harness.models.classifiers import source_classifier
-from harness.models.weights import build_backbone, load_weights
+from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.ranking import ESTIMATORS, Observation, Refused, estimate
-from harness.train.inputs import load_data, predict
+from harness.train.inputs import eval_batch, load_data, predict
 from harness.train.loop import amp_dtype, check_names, pick_device, seed_everything
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -61,11 +62,26 @@ class TargetFeatures:
     precision: str
 
 
-def target_features(config: TrialConfig, device: torch.device | None = None, precision: str = "auto"
-                    ) -> TargetFeatures:
-    """Features (and source-classifier probabilities) of the training split of `config`'s target, built in the
-    order `train.loop.prepare` builds a linear probe, so that on the CPU with precision `fp32` they equal the
-    features it caches (with bf16 they differ by its rounding)."""
+@dataclass
+class FeaturePass:
+    """One candidate's network, target split and transform, ready for its feature pass."""
+
+    config: TrialConfig
+    weights: LoadedWeights
+    network: str
+    backbone: torch.nn.Module
+    bundle: DatasetBundle
+    transform: BatchTransform
+    device: torch.device
+    amp: torch.dtype | None
+    seconds: float
+
+
+def prepare_features(config: TrialConfig, device: torch.device | None = None, precision: str = "auto"
+                     ) -> FeaturePass:
+    """Everything a feature pass reads, built in the order `train.loop.prepare` builds a linear probe (seeds
+    first, so a randomly initialised network is the probe's), the network left in evaluation mode. Uses the global
+    random state: call it from one thread; the forward passes may then run in several."""
     if config.evaluate_test:
         raise ValueError("transferability estimates never read the test split; build the config with feature_config")
     t0 = time.perf_counter()
@@ -76,20 +92,58 @@ def target_features(config: TrialConfig, device: torch.device | None = None, pre
     weights = load_weights(config.weights, config.backbone)
     bundle, prep = load_data(config, weights)
     network = weights.network or config.backbone
-    backbone = build_backbone(network, weights).to(device)
+    backbone = build_backbone(network, weights).to(device).eval()
     channels_last = device.type == "cuda"
     if channels_last or amp is not None:
         backbone = backbone.to(memory_format=torch.channels_last)
     transform = batch_transform(config, prep, bundle.flip, channels_last).to(device)
-    features = predict(backbone, bundle.train, transform, device, amp)
-    classifier, why = source_classifier(weights, network, backbone.feature_dim, config.weights)
+    return FeaturePass(config, weights, network, backbone, bundle, transform, device, amp, time.perf_counter() - t0)
+
+
+def feature_slices(fp: FeaturePass, parts: int) -> list[slice]:
+    """The training split cut into at most `parts` runs of whole evaluation batches, so that every image is in
+    the batch it would be in one pass (and gets the same features)."""
+    n, size = len(fp.bundle.train), eval_batch(fp.device)
+    step = -(-n // parts // size) * size or size
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def forward_slice(fp: FeaturePass, part: slice) -> tuple[torch.Tensor, float]:
+    """Features of the training images in `part` through the frozen network and the seconds that took; draws no
+    random numbers and leaves the network as it was, so several slices can run in threads at once."""
+    t0 = time.perf_counter()
+    train = fp.bundle.train
+    images = train if part == slice(0, len(train)) else train.take(np.arange(part.start, part.stop))
+    with torch.no_grad():
+        features = predict(fp.backbone, images, fp.transform, fp.device, fp.amp)
+    return features, time.perf_counter() - t0
+
+
+def finish_features(fp: FeaturePass, features: torch.Tensor, seconds: float) -> TargetFeatures:
+    """The training split's features with the network's own classifier over them where it has one."""
+    t0 = time.perf_counter()
+    classifier, why = source_classifier(fp.weights, fp.network, fp.backbone.feature_dim, fp.config.weights)
     probs = None
     if classifier is not None:
         with torch.no_grad():
             probs = torch.softmax(classifier.float()(features), dim=1).numpy()
-    obs = Observation(features.numpy().astype(np.float64), bundle.train.labels.numpy(), probs, why)
-    used = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
-    return TargetFeatures(obs, network, bundle.num_classes, time.perf_counter() - t0, used)
+    obs = Observation(features.numpy().astype(np.float64), fp.bundle.train.labels.numpy(), probs, why)
+    used = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[fp.amp]
+    return TargetFeatures(obs, fp.network, fp.bundle.num_classes, fp.seconds + seconds + time.perf_counter() - t0,
+                          used)
+
+
+def extract_features(fp: FeaturePass) -> TargetFeatures:
+    """The whole training split through the frozen network (and its own classifier) in one pass."""
+    return finish_features(fp, *forward_slice(fp, slice(0, len(fp.bundle.train))))
+
+
+def target_features(config: TrialConfig, device: torch.device | None = None, precision: str = "auto"
+                    ) -> TargetFeatures:
+    """Features (and source-classifier probabilities) of the training split of `config`'s target, built as
+    `train.loop.prepare` builds a linear probe, so that on the CPU with precision `fp32` they equal the features
+    it caches (with bf16 they differ by its rounding)."""
+    return extract_features(prepare_features(config, device, precision))
 
 
 @dataclass
@@ -111,10 +165,14 @@ def score_candidate(config: TrialConfig, estimators: list[str] | None = None, pr
                     ) -> CandidateScores:
     """The features of `config`'s target through its network, extracted once (in `precision`, see
     `feature_dtype`), then each estimator on them."""
+    return score_features(target_features(config, precision=precision), estimators)
+
+
+def score_features(tf: TargetFeatures, estimators: list[str] | None = None) -> CandidateScores:
+    """Each estimator (all by default) on one candidate's features, with the seconds each took."""
     names = list(estimators or ESTIMATORS)
     for name in names:
         ESTIMATORS.get(name)
-    tf = target_features(config, precision=precision)
     out = CandidateScores(tf.network, len(tf.observation.labels), tf.observation.features.shape[1], tf.num_classes,
                           tf.seconds, tf.precision)
     for name in names:

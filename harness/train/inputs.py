@@ -59,6 +59,11 @@ def _three(v: tuple[float, ...]) -> tuple[float, ...]:
 
 
 @torch.no_grad()
+def eval_batch(device: torch.device) -> int:
+    """Images per batch of `predict` on `device`."""
+    return EVAL_BATCH.get(device.type, EVAL_BATCH_DEFAULT)
+
+
 def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
             amp: torch.dtype | None, to_cpu: bool = True) -> torch.Tensor:
     """Outputs (logits or features) of a tensor of inputs or of a split's images (in memory or decoded from
@@ -69,7 +74,7 @@ def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchT
     was_training = model.training
     model.eval()
     out = []
-    size = EVAL_BATCH.get(device.type, EVAL_BATCH_DEFAULT)
+    size = eval_batch(device)
     batches = ((images[i:i + size] for i in range(0, len(images), size))
                if isinstance(images, torch.Tensor) else images.batches(size))
     for x in batches:
