@@ -6,12 +6,12 @@ overhead of that 1-trial search (target <= 3 s). (b) 8 trials of the quick suite
 digits, 2 at a time (1 CPU each) against 1 at a time (1 CPU, and 2 CPUs): prints the search times and
 speed-ups (target >= 1.6x on 2 cores). From the 1-at-a-time search it splits Ray's overhead into the
 Tuner's one-off start (trial actor start-up, which imports torch) and the cost per further trial.
-(d) N one-epoch linear-probe cells (1 trial and 1 final each) as the default runs them (2 cells at a time):
-prints the harness's start-up per cell, (wall - trial-seconds) / cells (target <= 1 s beyond the first cell),
-then the same cells one at a time in this process with the start-up split into its parts: Tuner set-up,
+(d) 1 and then N one-epoch linear-probe cells (1 trial and 1 final each) as the default runs them (2 cells at a
+time): prints the harness's start-up per cell beyond the first, the extra (wall - trial-seconds) of N cells over
+one cell's, divided by N - 1 (target <= 1 s), and the once-per-run part; then the same cells one at a time in this process with the start-up split into its parts: Tuner set-up,
 first trial actor start + imports, later trials, Tuner end (experiment and result syncing), records; the
 CellSearcher actor's start is timed on its own.
-Usage: python bench/bench_ray_overhead.py [--skip-concurrency] [--cells N] [--only-cells]
+Usage: python bench/bench_ray_overhead.py [--skip-concurrency] [--cells N] [--only-cells] [--no-breakdown]
 """
 
 from __future__ import annotations
@@ -115,24 +115,36 @@ def trial_seconds(run_dir: Path) -> float:
     return sum(r.get("trial_seconds") or 0.0 for r in records if r["kind"] in ("trial", "final"))
 
 
-def many_cells(tmp: Path, n: int) -> None:
-    """(d): the default (2 cells at a time, a `harness run` process) and the breakdown (1 at a time, in here)."""
-    out = tmp / "d"
+def cells_run(tmp: Path, n: int, parallel: int = 2) -> tuple[float, float, str]:
+    """`harness run` of `n` one-epoch linear-probe cells in a fresh process: its wall time, the seconds spent
+    inside trials and finals, and its summary line."""
+    out = tmp / f"d{n}"
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--results-dir", str(out), "--suite",
-                           str(cells_suite(tmp, n, 2))], check=False, capture_output=True, text=True)
+                           str(cells_suite(tmp, n, parallel))], check=False, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode:
         raise SystemExit(f"harness run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     run_dir = next(d for d in out.iterdir() if (d / "records.jsonl").exists())
-    inside = trial_seconds(run_dir)
     finished = next(line for line in done.stdout.splitlines() if line.startswith("finished in"))
+    return wall, trial_seconds(run_dir), finished
+
+
+def many_cells(tmp: Path, n: int, detail: bool = True) -> None:
+    """(d): one cell, then `n`, as the default runs them (2 cells at a time, a `harness run` process each): the
+    start-up of each cell beyond the first is the extra wall time less the extra trial-seconds, over n - 1; then
+    (`detail`) the breakdown of the n cells one at a time in this process."""
+    wall1, inside1, _ = cells_run(tmp, 1)
+    wall, inside, finished = cells_run(tmp, n)
     print(f"(d) {n} one-epoch linear-probe cells, 2 at a time, {2 * n} trials with finals: `harness run` "
-          f"{wall:.1f}s wall, {inside:.1f} trial-seconds")
-    print(f"  start-up per cell: (wall - trial-seconds) / cells = {(wall - inside) / n:.2f}s  "
-          f"(target <= 1 s beyond the first cell)")
+          f"{wall:.1f}s wall, {inside:.1f} trial-seconds; 1 cell: {wall1:.1f}s wall, {inside1:.1f} trial-seconds")
+    print(f"  start-up per cell beyond the first: ((wall - trial-seconds) - (the same for 1 cell)) / {n - 1} = "
+          f"{((wall - inside) - (wall1 - inside1)) / (n - 1):.2f}s  (target <= 1 s)")
+    print(f"  once per run (process start, Ray start-up, report; with the first cell): {wall1 - inside1:.1f}s; "
+          f"all {n} cells: (wall - trial-seconds) / cells = {(wall - inside) / n:.2f}s")
     print(f"  its summary: {finished}")
-    breakdown(tmp, n)
+    if detail:
+        breakdown(tmp, n)
 
 
 class Clock:
@@ -266,6 +278,7 @@ def main() -> None:
     p.add_argument("--skip-concurrency", action="store_true")
     p.add_argument("--cells", type=int, default=8, help="cells in (d)")
     p.add_argument("--only-cells", action="store_true", help="run (d) only")
+    p.add_argument("--no-breakdown", action="store_true", help="(d) without the one-at-a-time breakdown")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.only_cells:
@@ -273,7 +286,7 @@ def main() -> None:
             if not args.skip_concurrency:
                 print("(b) quick suite, digits/finetune/resnet8 from the digits 0-4 source, 8 trials of 4 epochs:")
                 concurrency(Path(tmp), first)
-        many_cells(Path(tmp), args.cells)
+        many_cells(Path(tmp), args.cells, not args.no_breakdown)
 
 
 if __name__ == "__main__":
