@@ -24,6 +24,7 @@ from harness.study.search import (Claim, cell_fields, joined_resources, make_tun
                                   runner_fields, trial_callback)
 from harness.study.suite import Cell
 from harness.study.tracking import Tracking
+from harness.study.plan import preparation_job
 from harness.study.trial import CELL_KEY, JOB_KEY, RUNNER_KEY, placement_of
 
 SUMMARY_FIELDS = ("config", "config_hash", "val", "test", "cost", "model", "data", "epochs_completed")
@@ -59,6 +60,31 @@ def final_config(job: FinalJob) -> TrialConfig:
 def _job_config(job: FinalJob, storage: str) -> dict[str, Any]:
     return {**final_config(job).to_dict(), CELL_KEY: job.cell.cell_id,
             RUNNER_KEY: {**runner_fields(job.cell, storage), "final": True}}
+
+
+@dataclass(frozen=True)
+class TunerFinals:
+    """A cell's final runs started by the Tuner that searched it (`multiplex.Finals`), as `run_finals` would
+    start them, on the trial processes the search warmed; a cell whose finals need a network not trained yet
+    (a teacher for training on train + validation) is left to `run_finals`, after `before_finals` trains it."""
+
+    cells: dict[str, Cell]
+    storage: str
+
+    def __call__(self, cell_id: str, config: dict[str, Any], trial_id: str) -> list[dict[str, Any]] | None:
+        cell = self.cells.get(cell_id)
+        if cell is None:
+            return None
+        best = {k: v for k, v in config.items() if k not in (RUNNER_KEY, CELL_KEY)}
+        jobs = [FinalJob(cell, best, seed, 0.0) for seed in cell.final_seed_list]
+        preparations = [preparation_job(final_config(job)) for job in jobs]
+        if any(p is not None and not p.preparation.path.is_file() for p in preparations):
+            return None
+        return [_job_config(job, self.storage) for job in jobs]
+
+    def record(self, result: Any, trial: Any) -> FinalRecord:
+        job = trial.config[JOB_KEY]
+        return final_record(FinalJob(self.cells[job[CELL_KEY]], {}, job["seed"], 0.0), result, trial)
 
 
 def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Progress,

@@ -397,10 +397,11 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
               before_finals: Callable[[list[TrialConfig]], None] | None = None,
               tracking: "Tracking | None" = None) -> list[CellRecord]:
     """Search every cell whose search is not complete in `store` (recognised by its hash; an interrupted search
-    continues), then run all the final seeds not yet done together; `before_finals` gets the finals'
-    configurations first (to train what they need, e.g. their teachers). After a stop (`interrupt`) nothing
+    continues), each cell's final seeds following its search in a Tuner shared by cells (on its warm trial
+    processes, beside the other cells' searches), then run all the final seeds not yet done together;
+    `before_finals` gets those finals' configurations first (to train what they need, e.g. their teachers). After a stop (`interrupt`) nothing
     new starts, what ran is recorded, and no cell is recorded as finished."""
-    from harness.study.finals import final_config, pending_jobs, run_finals
+    from harness.study.finals import TunerFinals, final_config, pending_jobs, run_finals
     from harness.study.search import best_trial, cell_record, describe, search_cells, storage_path
 
     progress = progress or Progress()
@@ -472,7 +473,8 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         else:
             todo.append((i, cell))
     parallel = min((c.search.max_concurrent_cells for _, c in todo), default=1)
-    for i, cell, trials in search_cells(todo, where, progress, verbose, parallel, claim, tracking):
+    in_tuner = TunerFinals({c.cell_id: c for _, c in todo}, where)
+    for i, cell, trials, ran in search_cells(todo, where, progress, verbose, parallel, claim, tracking, in_tuner):
         if not interrupt.requested():  # the Tuner ran to its end: a trial not seen ending ended in a session before
             trials = [dataclasses.replace(t, status="stopped_early") if t.status == "interrupted" else t
                       for t in trials]
@@ -480,6 +482,11 @@ def run_suite(cs: list[Cell], store: RunStore, storage: str | None = None, verbo
         new = [t for t in trials if record_key(t) not in stand or stand[record_key(t)].status not in TRIAL_DONE]
         store.append(new)  # a restored search returns the trials it had finished before too: recorded once
         trials = list({**stand, **{record_key(t): t for t in new}}.values())
+        ran = [r for r in ran if r.seed not in finals_done.get(cell.cell_id, set())]  # a restored Tuner's again
+        for r in store.append(ran):
+            finals[r.cell_id] = [f for f in finals.get(r.cell_id, []) if f.seed != r.seed] + [r]
+            if r.status in FINAL_DONE:
+                finals_done.setdefault(r.cell_id, set()).add(r.seed)
         if not interrupt.requested() or search_complete(trials, cell.num_trials):
             searched_cell(i, cell, trials)
 

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -25,18 +24,19 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables only with 
 
 from ray import tune  # noqa: E402
 
+from harness.data.registry import headline_metric  # noqa: E402
 from harness.data.root import DATA_ENV, runtime_env_vars, teachers_dir  # noqa: E402
 from harness.core.errors import ConfigError, RunFailure  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import RunStore  # noqa: E402
 from harness.study import interrupt  # noqa: E402
-from harness.study.multiplex import CellsScheduler, CellsSearch  # noqa: E402
+from harness.study.multiplex import FINAL_PREFIX, CellsScheduler, CellsSearch, Finals  # noqa: E402
 from harness.study.packing import packed_resources  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
 from harness.study.tracking import Tracking  # noqa: E402
-from harness.study.trial import (CELL_KEY, RUNNER_KEY, TRIAL_FUNCTION_CPU, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
+from harness.study.trial import (CELL_KEY, JOB_KEY, RUNNER_KEY, TRIAL_FUNCTION_CPU, best_of, trials_that_fit, checkpoint_after_s, error_message,  # noqa: E402
                                  is_infrastructure_failure, placement_of, release_train_resources, schedule_timeout_s,
                                  trial_status, tune_trial)
 
@@ -151,7 +151,8 @@ _SPANS: dict[str, dict[str, list[float]]] = {}  # experiment name -> cell id -> 
 class TrialCallback(tune.Callback):
     """Hands each finished or errored trial of experiment `name` to the sink registered for it in this process,
     and notes that it ended (`ended_trials`): a Tuner that was stopped leaves the others unfinished.
-    `metric` is the reported value the sink gets: one name, or one per cell (a Tuner shared by cells).
+    `metric` is the reported value the sink gets: one name, or one per cell (a Tuner shared by cells; its final
+    runs' under FINAL_PREFIX + cell id).
 
     Tune pickles a Tuner's callbacks into its experiment folder, so the callback holds only the name:
     a restored Tuner (`--resume`) reports to the sink of the process that resumes it.
@@ -161,7 +162,9 @@ class TrialCallback(tune.Callback):
         self.name, self.metric = name, metric
 
     def _metric(self, config: dict[str, Any]) -> str:
-        return self.metric if isinstance(self.metric, str) else self.metric[config[CELL_KEY]]
+        if isinstance(self.metric, str):
+            return self.metric
+        return self.metric[FINAL_PREFIX + config[JOB_KEY][CELL_KEY] if JOB_KEY in config else config[CELL_KEY]]
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if CELL_KEY in trial.config:
@@ -418,12 +421,13 @@ def _env(name: str, value: str | None) -> Iterator[None]:
 
 
 def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: int, verbose: bool = False,
-                  experiment: tuple[str, bool] | None = None, tracking: Tracking | None = None
-                  ) -> dict[str, list[TrialRecord]]:
+                  experiment: tuple[str, bool] | None = None, tracking: Tracking | None = None,
+                  finals: Finals | None = None) -> tuple[dict[str, list[TrialRecord]], dict[str, list[FinalRecord]]]:
     """Search `cells` (one resource shape, `shares_a_tuner`) in one Tuner, `parallel` cells at a time, each with
-    its own search algorithm and scheduler as `search_one` gives it; returns each cell's trial records (not yet
-    stored). A restored experiment (`experiment`: name, restore) may hold cells searched before: only `cells`
-    are returned."""
+    its own search algorithm and scheduler as `search_one` gives it; with `finals`, each cell's final runs follow
+    its search in the same Tuner (as many at once as fit). Returns each cell's trial records and final records
+    (not yet stored). A restored experiment (`experiment`: name, restore) may hold cells searched before: only
+    `cells` are returned."""
     resources = packed_resources(cells, joined_resources()[1])
     parts, schedulers, limits = {}, {}, []
     for cell in cells:
@@ -436,25 +440,36 @@ def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: in
     t0 = time.time()
     name, restore = experiment or (shared_name(cells), False)
     metrics = {c.cell_id: c.search.metric for c in cells}
+    metrics.update({FINAL_PREFIX + c.cell_id: f"test_{headline_metric(c.dataset.name)}" for c in cells})
+    everything_that_fits = max_concurrency(resources, 0) or 0
+    searcher = CellsSearch(parts, parallel, {c.cell_id: (c.search.metric, c.search.mode) for c in cells}, finals,
+                           everything_that_fits)
     tuner = make_tuner(name, {}, resources, None, None, storage, trial_callback(name, sink, metrics),
-                       verbose, CellsSearch(parts, parallel), CellsScheduler(schedulers), 1, restore,
+                       verbose, searcher, CellsScheduler(schedulers), 1, restore,
                        (tracking.callback(cells),) if tracking else ())
     # Tune lets a search algorithm that is not its own generator have one trial waiting for resources at a time,
     # which runs a cell's trials one after another whenever the first ends before a second process starts
-    pending = max(1, min(len(cells), parallel) * max(limits)) if all(limits) else 0
+    pending = max(1, min(len(cells), parallel) * max(limits), everything_that_fits if finals else 0) \
+        if all(limits) else 0
     with interrupt.tune_running(), _env("TUNE_MAX_PENDING_TRIALS_PG", str(pending) if pending else None):
         grid = tuner.fit()
     whole = time.time() - t0
     ended, spans = ended_trials(name), _SPANS.get(name, {})
     by_id = {c.cell_id: c for c in cells}
     out: dict[str, list[TrialRecord]] = {c.cell_id: [] for c in cells}
+    final_runs: dict[str, list[FinalRecord]] = {c.cell_id: [] for c in cells}
     for result, trial in results_with_trials(grid):
+        if JOB_KEY in trial.config:
+            if finals is not None and trial.config[JOB_KEY][CELL_KEY] in by_id:
+                record = finals.record(result, trial)
+                final_runs[record.cell_id].append(record)
+            continue
         cell = by_id.get(trial.config.get(CELL_KEY))
         if cell is not None:
             span = spans.get(cell.cell_id)
             out[cell.cell_id].append(trial_record(cell, result, span[1] - span[0] if span else whole, trial,
                                                   trial.trial_id in ended))
-    return out
+    return out, final_runs
 
 
 class CellSearcher:
@@ -471,29 +486,36 @@ class CellSearcher:
         return os.getpid()
 
     def search(self, unit: list[tuple[int, Cell]], storage: str, verbose: bool, experiment: tuple[str, bool],
-               tracking: Tracking | None = None, parallel: int = 1) -> list[tuple[int, Cell, list[TrialRecord]]]:
+               tracking: Tracking | None = None, parallel: int = 1, finals: Finals | None = None
+               ) -> list[Searched]:
         return search_unit(unit, storage, lambda i, *rest: self.events.put((i, *rest)), verbose, experiment,
-                           tracking, parallel)
+                           tracking, parallel, finals)
 
 
-Report = Callable[[int, str, "float | None", float], None]  # (cell index, status, value, trial seconds)
+Report = Callable[..., None]  # (cell index, status, value, trial seconds[, the seed of a final run])
+Searched = tuple[int, Cell, list[TrialRecord], list[FinalRecord]]  # (index, cell, trials, final runs it ran)
 
 
 def search_unit(unit: list[tuple[int, Cell]], storage: str, report: Report, verbose: bool,
-                experiment: tuple[str, bool], tracking: Tracking | None = None, parallel: int = 1
-                ) -> list[tuple[int, Cell, list[TrialRecord]]]:
+                experiment: tuple[str, bool], tracking: Tracking | None = None, parallel: int = 1,
+                finals: Finals | None = None) -> list[Searched]:
     """Search one unit of work: a cell with a Tuner of its own, or cells sharing one (more than one, or any
-    cell that `shares_a_tuner`); returns (index, cell, trial records) for each."""
+    cell that `shares_a_tuner`; with `finals` their final runs follow in it); returns (index, cell, trial
+    records, final records) for each."""
     index = {cell.cell_id: i for i, cell in unit}
 
     def sink(config: dict[str, Any], status: str, value: float | None, seconds: float) -> None:
-        report(index[config[CELL_KEY]] if CELL_KEY in config else unit[0][0], status, value, seconds)
+        if JOB_KEY in config:
+            report(index[config[JOB_KEY][CELL_KEY]], status, value, seconds, config[JOB_KEY]["seed"])
+        else:
+            report(index[config[CELL_KEY]] if CELL_KEY in config else unit[0][0], status, value, seconds)
 
     if len(unit) == 1 and not shares_a_tuner(unit[0][1]):
         i, cell = unit[0]
-        return [(i, cell, search_one(cell, storage, sink, verbose, experiment, tracking))]
-    trials = search_shared([cell for _, cell in unit], storage, sink, parallel, verbose, experiment, tracking)
-    return [(i, cell, trials[cell.cell_id]) for i, cell in unit]
+        return [(i, cell, search_one(cell, storage, sink, verbose, experiment, tracking), [])]
+    trials, final_runs = search_shared([cell for _, cell in unit], storage, sink, parallel, verbose, experiment,
+                                       tracking, finals)
+    return [(i, cell, trials[cell.cell_id], final_runs[cell.cell_id]) for i, cell in unit]
 
 
 def search_units(todo: list[tuple[int, Cell]]) -> list[list[tuple[int, Cell]]]:
@@ -523,15 +545,16 @@ def claim_unit(claim: Claim, unit: list[tuple[int, Cell]]) -> tuple[str, bool]:
 
 def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress, verbose: bool = False,
                  parallel: int = 2, claim: Claim = lambda name, cells=(): (name, False),
-                 tracking: Tracking | None = None) -> Iterator[tuple[int, Cell, list[TrialRecord]]]:
-    """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records) as each unit
-    of work ends (`search_units`: the cells sharing a Tuner end together). `claim(name, cells)` is asked before
-    each Tuner starts: it records the experiment as this run's, under a name no other run uses, and says
-    whether the run started it before (then it is restored). After a stop no further Tuner starts.
+                 tracking: Tracking | None = None, finals: Finals | None = None) -> Iterator[Searched]:
+    """Search `todo` (index, cell), `parallel` cells at a time; yields (index, cell, trial records, final
+    records) as each unit of work ends (`search_units`: the cells sharing a Tuner end together; with `finals`
+    their final runs follow each cell's search in that Tuner). `claim(name, cells)` is asked before each Tuner
+    starts: it records the experiment as this run's, under a name no other run uses, and says whether the run
+    started it before (then it is restored). After a stop no further Tuner starts.
 
-    With more than one cell at a time, each unit runs in a CellSearcher on this node (so local storage paths
-    hold) holding no CPU; its trials compete for the cluster like any others. One cell at a time runs its
-    Tuner in this process instead (no actor to start).
+    With several units at once, each runs in a CellSearcher on this node (so local storage paths hold) holding
+    no CPU; its trials compete for the cluster like any others. One unit (or one cell at a time) runs its Tuner
+    in this process instead (no actor to start).
     """
     import ray
     from ray.util.queue import Empty, Queue
@@ -539,18 +562,26 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
 
     cells = dict(todo)
     done = {i: 0 for i, _ in todo}
+    finals_done = {i: 0 for i, _ in todo}
 
-    def report(i: int, status: str, value: float | None, seconds: float) -> None:
+    def report(i: int, status: str, value: float | None, seconds: float, seed: int | None = None) -> None:
+        cell = cells[i]
+        if seed is not None:
+            finals_done[i] += 1
+            progress.trial_done(f"[final] {cell.label} seed {seed}", f"final {finals_done[i]}/{cell.final_seeds}",
+                                status, f"test_{headline_metric(cell.dataset.name)}", value, seconds)
+            return
         done[i] += 1
-        progress.trial_done(progress.cell(i, cells[i].label), f"search {done[i]}/{cells[i].num_trials}",
-                            status, cells[i].search.metric, value, seconds)
+        progress.trial_done(progress.cell(i, cell.label), f"search {done[i]}/{cell.num_trials}",
+                            status, cell.search.metric, value, seconds)
 
     units = search_units(todo)
-    if min(parallel, len(todo)) <= 1:  # one at a time: the Tuner runs here, no actor to start
+    if min(parallel, len(todo)) <= 1 or len(units) == 1:  # the Tuner runs here, no actor to start
         for unit in units:
             if interrupt.requested():
                 return
-            yield from search_unit(unit, storage, report, verbose, claim_unit(claim, unit), tracking, parallel)
+            yield from search_unit(unit, storage, report, verbose, claim_unit(claim, unit), tracking, parallel,
+                                   finals)
         return
     events = Queue(actor_options={"num_cpus": 0})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -579,7 +610,7 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
                 unit = waiting.pop(0)
                 searcher = free.pop()
                 running[searcher.search.remote(unit, storage, verbose, claim_unit(claim, unit), tracking,
-                                               parallel)] = (unit, searcher)
+                                               parallel, finals)] = (unit, searcher)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
             drain()
             for ref in ready:
@@ -603,10 +634,10 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
 
 
 def best_trial(trials: list[TrialRecord], mode: str) -> TrialRecord | None:
-    """The winner on validation; errored, diverged, stopped-early and non-finite trials never win."""
-    sign = 1 if mode == "max" else -1
-    winners = [t for t in trials if t.status == "ok" and t.value is not None and math.isfinite(t.value)]
-    return max(winners, key=lambda t: sign * t.value) if winners else None
+    """The winner on validation (`best_of`: the earliest of equals); errored, diverged, stopped-early and
+    non-finite trials never win."""
+    winner = best_of(((t.trial_id, t.status, t.value) for t in trials), mode)
+    return next((t for t in trials if t.trial_id == winner), None)
 
 
 def cell_record(cell: Cell, trials: list[TrialRecord], best: TrialRecord | None,

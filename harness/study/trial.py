@@ -8,7 +8,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 from harness.train.loop import Hooks, train_loop
@@ -353,6 +353,15 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     reporter = _DeferLast(lambda row: ray.train.report(row), loop_config.get("metric", ""), placement())
     reporter.finish(train_loop(TrialConfig.from_dict(loop_config["trial"]), reporter=reporter, hooks=hooks,
                                validate_every_epoch=not loop_config["final"]))
+
+
+def best_of(trials: Iterable[tuple[str, str, float | None]], mode: str) -> str | None:
+    """The id of the winner among (trial id, status, value): the best finite value of a trial that ended ok, the
+    earliest of equals (the smallest id: a cell's ids count up); errored, diverged and stopped-early trials
+    never win. The shared Tuner (picking a cell's finals) and the records agree through this one rule."""
+    sign = 1 if mode == "max" else -1
+    ok = [(-sign * v, i) for i, status, v in trials if status == "ok" and v is not None and math.isfinite(v)]
+    return min(ok)[1] if ok else None
 
 
 def trial_status(last: Mapping[str, Any] | None, failed: bool = False) -> str:
