@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,9 +57,9 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
     path = suite_file(tmp_path, source_checkpoint, overrides={"lr": 0.05})  # 2 epochs from scratch need a tame lr
     assert main(["run", "--suite", str(path), "--results-dir", str(out), "--storage-path", str(shared)]) == 0
     run_dir = only_run_dir(out)
-    # Tune's artefacts, in a folder of the run's own: one search Tuner shared by both cells (its trial processes
-    # stay warm from cell to cell), then the finals of both cells in one Tuner
-    assert len(list(shared.glob(f"{run_dir.name}/search-*"))) == 1 and len(list(shared.glob("*/final-*"))) == 1
+    # Tune's artefacts, in a folder of the run's own: one Tuner shared by both cells (its trial processes stay
+    # warm from cell to cell), each cell's finals following its search in it: no Tuner of finals
+    assert len(list(shared.glob(f"{run_dir.name}/search-*"))) == 1 and not list(shared.glob("*/final-*"))
     lines = (run_dir / "records.jsonl").read_text().splitlines()
     raw = [json.loads(line) for line in lines]  # every line is strict JSON
     assert all(r["schema"] == 3 and r["run_id"] == run_dir.name and r["kind"] for r in raw)
@@ -72,6 +73,8 @@ def test_tiny_suite_end_to_end_writes_records_and_leaderboard(ray_local, source_
         assert cell.status == "ok" and cell.trials == len(trials) == 2
         assert cell.best_value == max(t.value for t in trials if t.status == "ok")
         assert sorted(f.seed for f in finals) == [1, 2]  # never the search's seed 0
+        seeds = ("seed", "subset_seed", "split_seed", "evaluate_test", "train_on_val")
+        assert all(f.config[k] == v for f in finals for k, v in cell.best_config.items() if k not in seeds)
         assert all(f.test["accuracy"] > 0.3 and f.config["evaluate_test"] for f in finals)
         assert all(t.val for t in trials)
         assert cell.trial_seconds > 0
@@ -150,41 +153,42 @@ def test_errored_and_diverged_trials_are_recorded_and_never_win(ray_local, sourc
     assert cell.best_config["lr"] == 0.05 and cell.best_config["warmup_epochs"] == 0.0
 
 
-def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source_checkpoint, tmp_path):
+def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source_checkpoint, tmp_path, capsys):
     path = suite_file(tmp_path, source_checkpoint, search={"num_samples": 2, "max_concurrent_trials": 1},
                       overrides={"epochs": 3})
     out = tmp_path / "r"
+    # Tune saves its experiment's state at every step (by default at most every 10 s: a crash loses that much)
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--suite", str(path), "--results-dir",
                              str(out), "--address", ray_local], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 240
-    run_dir = None
-    while time.time() < deadline and proc.poll() is None:
-        dirs = [d for d in out.glob("tiny-*")] if out.exists() else []
-        if dirs and (dirs[0] / "records.jsonl").exists():
-            run_dir = dirs[0]
-            if any(isinstance(r, TrialRecord) for r in read_records(run_dir / "records.jsonl")):
-                break
-        time.sleep(0.5)
+                            text=True, start_new_session=True, env=env)
+    seen = []
+    for line in proc.stdout:  # killed once a cell's first final run has ended (and Tune saved that)
+        seen.append(line)
+        if line.startswith("[final]"):
+            time.sleep(2)
+            break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert run_dir is not None, "the run never finished its first cell's search"
-    before = read_records(run_dir / "records.jsonl")
-    searched = {r.cell_id for r in before if isinstance(r, TrialRecord)}
-    first_trials = sorted(r.trial_id for r in before if isinstance(r, TrialRecord))
-    # cells sharing a Tuner are recorded together when it ends: one or both cells searched, nothing more
-    assert searched and not any(isinstance(r, (FinalRecord, CellRecord)) for r in before)
+    first = next((line.split(" · ")[1] for line in seen if line.startswith("[final]")), None)
+    assert first in ("scratch", "linear_probe"), "".join(seen[-20:])
+    (run_dir,) = out.glob("tiny-*")
+    # the cells share one Tuner, whose trials are recorded when it ends: Tune's experiment holds what ended
+    assert not any(isinstance(r, (TrialRecord, FinalRecord, CellRecord)) for r in read_records(run_dir /
+                                                                                                "records.jsonl"))
+    capsys.readouterr()
 
     assert main(["run", "--resume", str(run_dir)]) == 0
+    resumed = capsys.readouterr().out
     after = read_records(run_dir / "records.jsonl")
     cells = [r for r in after if isinstance(r, CellRecord)]
     assert [c.method for c in cells] == ["scratch", "linear_probe"] and all(c.status == "ok" for c in cells)
-    # the searched cells kept their trials (not searched again); any other was searched once; 2 finals each
     trials = [r for r in after if isinstance(r, TrialRecord)]
-    assert sorted(r.trial_id for r in trials if r.cell_id in searched) == first_trials
-    assert len(trials) == 4
+    assert len(trials) == 4 and {r.method for r in trials if r.status == "ok"} == {"scratch", "linear_probe"}
     assert sorted((r.method, r.seed) for r in after if isinstance(r, FinalRecord)) == [
         ("linear_probe", 1), ("linear_probe", 2), ("scratch", 1), ("scratch", 2)]
+    ran_again = [line for line in resumed.splitlines() if f" · {first} · " in line and re.search(r"  search \d", line)]
+    assert not ran_again, ran_again  # its search ended before the kill: not searched again
 
     assert main(["run", "--resume", str(run_dir)]) == 0  # a finished run: nothing is run again
     assert read_records(run_dir / "records.jsonl") == after

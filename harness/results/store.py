@@ -37,8 +37,8 @@ class RunStore:
 
     @classmethod
     def create(cls, root: Path | str, suite_name: str) -> "RunStore":
-        """A new, empty run folder `<suite>-<timestamp>[-n]` under `root`; two runs starting in the same second
-        get two folders (mkdir is atomic), and a suite name cannot lead outside `root`."""
+        """A new run folder `<suite>-<timestamp>[-n]` under `root`, with no records yet; two runs starting in the
+        same second get two folders (mkdir is atomic), and a suite name cannot lead outside `root`."""
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", suite_name).strip(".-") or "suite"
         base = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         root = Path(root)
@@ -49,6 +49,8 @@ class RunStore:
                 path.mkdir()
             except FileExistsError:
                 continue
+            (path / RECORDS).touch()  # a run killed before its first record is still a run folder to resume
+            fsync_dir(path)
             fsync_dir(root)
             return cls(path)
         raise ConfigError(f"{root}: cannot create a run folder {base}-N; too many runs this second")
