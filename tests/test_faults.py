@@ -270,9 +270,11 @@ def test_a_killed_trial_worker_is_retried_and_continues_from_its_checkpoint(ray_
 
 
 def test_a_dead_cell_search_process_is_a_one_line_error_that_says_how_to_resume(tmp_path):
-    """In a driver of its own (its own local Ray: the Tune placement groups of the dead search go with it)."""
+    """In a driver of its own (its own local Ray: the Tune placement groups of the dead search go with it). Cells
+    with multi-worker trials get a Tuner each, and two Tuners at once run in CellSearcher actors."""
     suite = suite_file(tmp_path, methods=["scratch", "finetune"], final_seeds=1,
                        search={"num_samples": 1, "scheduler": "fifo", "max_concurrent_cells": 2},
+                       resources={"workers_per_trial": 2, "cpus_per_trial": 1},
                        overrides={"epochs": 30, "lr": 0.05})
     out = tmp_path / "r"
     driver = Driver("run", "--suite", suite, "--results-dir", out)
