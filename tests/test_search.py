@@ -18,7 +18,8 @@ ray = pytest.importorskip("ray")
 from harness.cli import main  # noqa: E402
 from harness.results.records import CellRecord, FinalRecord, TrialRecord  # noqa: E402
 from harness.results.store import read_records  # noqa: E402
-from harness.study.search import TrialCallback, outcome, trial_callback, trial_status  # noqa: E402
+from harness.study.search import TrialCallback, best_trial, outcome, trial_callback, trial_status  # noqa: E402
+from harness.study.trial import best_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +193,18 @@ def test_resume_after_a_killed_run_does_not_redo_finished_work(ray_local, source
 
     assert main(["run", "--resume", str(run_dir)]) == 0  # a finished run: nothing is run again
     assert read_records(run_dir / "records.jsonl") == after
+
+
+def test_the_winner_is_the_best_trial_that_ended_ok_and_the_earliest_of_equals():
+    """One rule, `best_of`, picks a cell's winner both in the shared Tuner (which starts its finals) and in the
+    records: stopped-early, diverged and non-finite trials never win, ties go to the earliest trial."""
+    trials = [("ab_00002", "ok", 0.9), ("ab_00001", "ok", 0.9), ("ab_00003", "stopped_early", 0.95),
+              ("ab_00004", "ok", float("nan")), ("ab_00005", "diverged", 0.99), ("ab_00006", "error", None)]
+    assert best_of(trials, "max") == "ab_00001"
+    assert best_of([*trials, ("ab_00007", "ok", 0.2)], "min") == "ab_00007"
+    assert best_of(trials[2:], "max") is None
+    records = [SimpleNamespace(trial_id=i, status=st, value=v) for i, st, v in trials]
+    assert best_trial(records, "max") is records[1]
 
 
 def test_one_function_says_how_a_trial_ended():
