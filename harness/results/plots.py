@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from PIL import Image
 
 from harness.results.records import (
     CellRecord,
@@ -38,9 +40,19 @@ PARALLEL_MAX = 24  # cells drawn in parallel coordinates (a panel each); beyond,
 
 
 def png(fig: plt.Figure) -> str:
-    """The figure as a base64 PNG (closed afterwards)."""
+    """The figure as a base64 PNG at DPI (closed afterwards). A constrained-layout figure is laid out once and
+    drawn once, its opaque canvas encoded as RGB (savefig would lay it out and draw it twice, and keep alpha);
+    any other figure is saved cropped to its contents."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        fig.set_dpi(DPI)
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+        fig.canvas.draw()
+        Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB").save(buf, format="png")
+    else:
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
@@ -274,7 +286,7 @@ def _heatmap(ax: plt.Axes, values: np.ndarray, rows: list[str], cols: list[str],
         for (i, j), v in np.ndenumerate(values):
             if not math.isnan(v):
                 ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
-                        color="white" if v > 0.6 else "black")
+                        color="white" if v > 0.6 else "black", in_layout=False)  # inside its cell
     return image
 
 
