@@ -3,6 +3,8 @@ the report in headless Chromium, MLflow read back with its client, TensorBoard e
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 import struct
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 ray = pytest.importorskip("ray")
 mlflow = pytest.importorskip("mlflow")
@@ -237,8 +240,8 @@ def long_named_run(root: Path) -> Path:
 
 
 def overlaps(fig) -> list[str]:
-    """Texts of one panel (tick labels, titles, axis labels, legends) that run into another panel or its texts, as
-    the figure is saved (savefig with bbox_inches="tight" lays it out twice)."""
+    """Texts of one panel (tick labels, titles, axis labels, legends) that run into another panel or its texts, once
+    the figure is laid out (twice here: a second layout must not move anything into another panel either)."""
     fig.canvas.draw()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -279,3 +282,18 @@ def test_plot_labels_never_overlap_with_long_names(tmp_path):
         assert not overlaps(fig), (name, overlaps(fig))
     text = leaderboard.render(df, "html", records).decode()
     assert "0.615 ± 0.064" in text and "78,000" in text  # 3 significant digits with the interval; integers
+
+
+def test_png_draws_a_laid_out_figure_once_at_its_size_and_crops_any_other():
+    """A constrained-layout figure comes back at its own size (DPI per inch) as an opaque RGB PNG, its panels
+    laid out; a figure without a layout engine is cropped to what it draws."""
+    fig, axes = plots.panels(2, width=3.0, height=2.0)
+    for ax in axes:
+        ax.set_ylabel("a rather long label that needs room")
+    image = Image.open(io.BytesIO(base64.b64decode(plots.png(fig))))
+    assert image.mode == "RGB" and image.size == (round(6.0 * plots.DPI), round(2.0 * plots.DPI))
+    assert axes[0].get_position().x0 > 0.05  # room made for the label
+    plain = plots.plt.figure(figsize=(4.0, 4.0))
+    plain.text(0.5, 0.5, "x")
+    cropped = Image.open(io.BytesIO(base64.b64decode(plots.png(plain))))
+    assert cropped.size[0] < 4.0 * plots.DPI and cropped.size[1] < 4.0 * plots.DPI

@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from PIL import Image
 
 from harness.results.records import (
     CellRecord,
@@ -38,9 +40,19 @@ PARALLEL_MAX = 24  # cells drawn in parallel coordinates (a panel each); beyond,
 
 
 def png(fig: plt.Figure) -> str:
-    """The figure as a base64 PNG (closed afterwards)."""
+    """The figure as a base64 PNG at DPI (closed afterwards). A constrained-layout figure is laid out once and
+    drawn once, its opaque canvas encoded as RGB (savefig would lay it out and draw it twice, and keep alpha);
+    any other figure is saved cropped to its contents."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        fig.set_dpi(DPI)
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+        fig.canvas.draw()
+        Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB").save(buf, format="png")
+    else:
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
@@ -148,7 +160,7 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
         rows = d[d.target == t].reset_index(drop=True)
         cost, acc = rows[col].astype(float).tolist(), rows.test_score.astype(float).tolist()
         for c, a, name in zip(cost, acc, rows.entry):
-            ax.scatter([c], [a], zorder=3, **styles[name])
+            ax.plot([c], [a], linestyle="", zorder=3, **styles[name])  # one Line2D: a scatter's point, cheaper
         front = pareto_front(cost, acc)
         ax.plot([cost[i] for i in front], [acc[i] for i in front], "-", color="#d2542a", label="Pareto front")
         if min(cost) > 0:
@@ -209,10 +221,10 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
             full = [(lr, v) for lr, v, s in pts if s == "ok"]
             early = [(lr, v) for lr, v, s in pts if s != "ok"]
             style = styles[entry]
-            ax.scatter([p[0] for p in full], [p[1] for p in full], **style)
+            ax.plot([p[0] for p in full], [p[1] for p in full], linestyle="", zorder=1, **style)
             if early:
-                ax.scatter([p[0] for p in early], [p[1] for p in early], marker=style["marker"], facecolors="none",
-                           edgecolors=style["color"])
+                ax.plot([p[0] for p in early], [p[1] for p in early], linestyle="", zorder=1, markerfacecolor="none",
+                        **style)
         ax.set_xscale("log")
         ax.set_title(target, fontsize=10)
         ax.set_xlabel("learning rate", fontsize=8)
@@ -274,7 +286,7 @@ def _heatmap(ax: plt.Axes, values: np.ndarray, rows: list[str], cols: list[str],
         for (i, j), v in np.ndenumerate(values):
             if not math.isnan(v):
                 ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
-                        color="white" if v > 0.6 else "black")
+                        color="white" if v > 0.6 else "black", in_layout=False)  # inside its cell
     return image
 
 
