@@ -12,7 +12,8 @@ from torchvision.models import get_model_weights
 
 from harness.core.errors import ConfigError, NotHere
 from harness.data.preprocessing import Preprocessing
-from harness.models.backbones import BACKBONES, TORCHVISION, StagedBackbone, load_state_checked
+from harness.models.backbones import BACKBONES, TORCHVISION
+from harness.models.staged import StagedBackbone, load_state_checked
 from harness.models.checkpoints import SOURCE_FORMAT, read_file
 
 

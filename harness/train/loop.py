@@ -36,7 +36,8 @@ from harness.data.preprocessing import Preprocessing
 from harness.data.registry import DATASETS, dataset_task, parse_spec
 from harness.methods import METHODS
 from harness.methods.objective import MethodContext, Objective, l1_penalty
-from harness.models.backbones import BACKBONES, Classifier
+from harness.models.backbones import BACKBONES
+from harness.models.staged import Classifier
 from harness.models.classifiers import require_classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.tasks import Task, task_named, task_of
