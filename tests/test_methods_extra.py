@@ -11,7 +11,8 @@ from harness.models.staged import cifar_resnet
 from harness.models.weights import load_weights
 from harness.data.registry import load_dataset
 from harness.methods.distill import load_teacher, preparation, teacher_config, teacher_path, write_teacher
-from harness.train.loop import build_model, check_names, fit, seed_everything
+from harness.train.checks import check_names
+from harness.train.loop import build_model, fit, seed_everything
 from harness.core.errors import ConfigError
 from harness.methods.training.feature_transfer import target_network
 from harness.methods.l2sp import weight_distance

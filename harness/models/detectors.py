@@ -38,6 +38,7 @@ class DetectorSpec:
     builder: str
     builder_args: tuple
     description: str
+    stages: int
     source_backbone: str
     imagenet: Callable[[], object] | None = None  # the backbone's ImageNet weights enum
     coco: bool = False
@@ -51,7 +52,7 @@ DETECTORS: dict[str, DetectorSpec] = {}
 def _register(name: str, spec: DetectorSpec) -> None:
     DETECTORS[name] = spec
     BACKBONES.register(name)(BackboneInfo(build=lambda weights: staged_view(name), description=spec.description,
-                                          task="detection", resolve_weights=lambda w: detector_weights(w, name)))
+                                          stages=spec.stages, task="detection", resolve_weights=lambda w: detector_weights(w, name)))
 
 
 def staged_view(name: str, num_classes: int = 2) -> StageView:
@@ -62,10 +63,10 @@ def staged_view(name: str, num_classes: int = 2) -> StageView:
     return build_detector(name, LoadedWeights("none"), num_classes, prep).backbone
 
 
-_register("fcos_resnet8", DetectorSpec("own_fcos", ("resnet8",), "FCOS on the own resnet8 with a 2-level feature pyramid "
-                                       "(4 stages), fast on the CPU", "resnet8"))
+_register("fcos_resnet8", DetectorSpec("own_fcos", ("resnet8",), "FCOS on the own resnet8 with a 2-level feature "
+                                       "pyramid (4 stages), fast on the CPU", 4, "resnet8"))
 _register("fcos_resnet20", DetectorSpec("own_fcos", ("resnet20",), "FCOS on the own resnet20 with a 2-level feature "
-                                        "pyramid (4 stages), fast on the CPU", "resnet20"))
+                                        "pyramid (4 stages), fast on the CPU", 4, "resnet20"))
 
 
 def _imagenet(enum_name: str, member: str = "IMAGENET1K_V1") -> Callable[[], object]:
@@ -76,17 +77,17 @@ def _imagenet(enum_name: str, member: str = "IMAGENET1K_V1") -> Callable[[], obj
     return enum
 
 
-for _name, _family, _body, _dim, _source, _desc in (
+for _name, _family, _body, _dim, _source, _desc, _stages in (
         ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn", "resnet", 2048, "resnet50",
-         "torchvision Faster R-CNN R50-FPN v2 (5 backbone stages)"),
+         "torchvision Faster R-CNN R50-FPN v2 (5 backbone stages)", 5),
         ("retinanet_resnet50_fpn_v2", "retinanet", "resnet", 2048, "resnet50",
-         "torchvision RetinaNet R50-FPN v2 (5 backbone stages)"),
-        ("fcos_resnet50_fpn", "fcos", "resnet", 2048, "resnet50", "torchvision FCOS R50-FPN (5 backbone stages)"),
+         "torchvision RetinaNet R50-FPN v2 (5 backbone stages)", 5),
+        ("fcos_resnet50_fpn", "fcos", "resnet", 2048, "resnet50", "torchvision FCOS R50-FPN (5 backbone stages)", 5),
         ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn", "children", 960, "mobilenet_v3_large",
-         "torchvision Faster R-CNN MobileNetV3-Large 320 FPN (17 backbone stages)"),
+         "torchvision Faster R-CNN MobileNetV3-Large 320 FPN (17 backbone stages)", 17),
         ("ssdlite320_mobilenet_v3_large", "ssdlite", "ssd", 960, "mobilenet_v3_large",
-         "torchvision SSDlite320 MobileNetV3-Large (15 backbone stages)")):
-    _register(_name, DetectorSpec("torchvision", (_name, _family, _body, _dim), _desc, _source,
+         "torchvision SSDlite320 MobileNetV3-Large (15 backbone stages)", 15)):
+    _register(_name, DetectorSpec("torchvision", (_name, _family, _body, _dim), _desc, _stages, _source,
                                   imagenet=_imagenet(_source), coco=True,
                                   mean=(0.5,) * 3 if _family == "ssdlite" else IMAGENET_MEAN,
                                   std=(0.5,) * 3 if _family == "ssdlite" else IMAGENET_STD))
