@@ -2,8 +2,8 @@
 
 Every backbone is a `StagedBackbone` (harness.models.staged): `stages` run input -> output and the last one
 returns flat features of size `feature_dim`, so `freeze_depth = k` means "the first k stages are frozen" for
-every network. This module only declares them (names, descriptions, input sizes); a backbone's network code is
-imported when it is built.
+every network. This module only declares them (names, descriptions, stage counts, input sizes); a backbone's network
+code is imported when it is built.
 """
 
 from __future__ import annotations

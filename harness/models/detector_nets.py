@@ -23,8 +23,8 @@ from harness.models.backbones import BACKBONES
 from harness.models.staged import CUTS, StageFreezing, StagedBackbone, load_state_checked
 from harness.models.weights import LoadedWeights
 
-Make = Callable[..., tuple[nn.Module, list[nn.Module], int, int]]  # (num_classes, weights, requested, native,
-# mean, std) -> (detection model, stages, feature_dim, label_offset)
+# make(num_classes, weights, requested, native, mean, std) -> (detection model, stages, feature_dim, label_offset)
+Make = Callable[..., tuple[nn.Module, list[nn.Module], int, int]]
 
 
 class StageView:

@@ -31,9 +31,9 @@ DETECTION_WEIGHTS = "none, imagenet, coco or checkpoint:PATH"
 class DetectorSpec:
     """How a named detector is built: `BUILDERS[builder](*builder_args)` (harness.models.detector_nets) is its
     `make(num_classes, weights, requested, native, mean, std)` (input sizes: the run's `image_size`, 0 when
-    unset, and the dataset's), which returns (detection model, stages, feature_dim, label_offset); which
-    classification backbone a checkpoint must hold; where its ImageNet backbone weights come from; its
-    normalisation."""
+    unset, and the dataset's), which returns (detection model, stages, feature_dim, label_offset); how many
+    backbone stages it has; which classification backbone a checkpoint must hold; where its ImageNet backbone
+    weights come from; its normalisation."""
 
     builder: str
     builder_args: tuple
