@@ -52,7 +52,8 @@ DETECTORS: dict[str, DetectorSpec] = {}
 def _register(name: str, spec: DetectorSpec) -> None:
     DETECTORS[name] = spec
     BACKBONES.register(name)(BackboneInfo(build=lambda weights: staged_view(name), description=spec.description,
-                                          stages=spec.stages, task="detection", resolve_weights=lambda w: detector_weights(w, name)))
+                                          stages=spec.stages, task="detection",
+                                          resolve_weights=lambda w: detector_weights(w, name)))
 
 
 def staged_view(name: str, num_classes: int = 2) -> StageView:
