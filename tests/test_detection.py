@@ -18,7 +18,8 @@ from harness.models.weights import load_weights, weights_file
 from harness.tasks import TASKS
 from harness.tasks.detection import detection_metrics
 from harness.tasks.voc_ap import voc_ap
-from harness.train.loop import check_names, fit
+from harness.train.checks import check_names
+from harness.train.loop import fit
 from tests.detection_fixtures import write_coco, write_voc
 
 A, B, C = [0, 0, 10, 10], [20, 20, 40, 40], [50, 5, 60, 30]

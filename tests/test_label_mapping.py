@@ -13,9 +13,10 @@ from torchvision.models import get_model, get_model_weights
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.data.bundle import Split
-from harness.methods.label_mapping import LabelMappingHead, initialise
+from harness.methods.label_mapping import initialise
+from harness.methods.training.label_mapping import LabelMappingHead
 from harness.methods.objective import MethodContext
-from harness.models.backbones import Classifier, StagedBackbone
+from harness.models.staged import Classifier, StagedBackbone
 from harness.models.weights import weights_file
 from harness.ranking.leep import (
     empirical_conditional,

@@ -7,17 +7,19 @@ import pytest
 import torch
 
 from harness.data.augment import RandAugmentEach, batch_mix
-from harness.models.backbones import cifar_resnet
+from harness.models.staged import cifar_resnet
 from harness.models.weights import load_weights
 from harness.data.registry import load_dataset
 from harness.methods.distill import load_teacher, preparation, teacher_config, teacher_path, write_teacher
-from harness.train.loop import build_model, check_names, fit, seed_everything
+from harness.train.checks import check_names
+from harness.train.loop import build_model, fit, seed_everything
 from harness.core.errors import ConfigError
-from harness.methods.feature_transfer import target_network
+from harness.methods.training.feature_transfer import target_network
 from harness.methods.l2sp import weight_distance
 from harness.train.artifacts import run_preparation
 from harness.methods import METHODS
-from harness.methods.multibranch import MultiBranchClassifier, rotate
+from harness.methods.multibranch import rotate
+from harness.methods.training.multibranch import MultiBranchClassifier
 from harness.core.config import TrialConfig
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from harness.data.bundle import DatasetBundle
 from harness.data.registry import DATASETS
-from harness.data.splits import bundle_from_arrays
+
+if TYPE_CHECKING:
+    from harness.data.bundle import DatasetBundle
+
 
 @DATASETS.register("digits")
 def digits(split_seed: int = 0) -> DatasetBundle:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images) upscaled to 32x32 grayscale, 10 classes."""
+    import torch
+    import torch.nn.functional as F
     from sklearn.datasets import load_digits
+
+    from harness.data.splits import bundle_from_arrays
 
     d = load_digits()
     x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
@@ -26,7 +31,10 @@ def digits(split_seed: int = 0) -> DatasetBundle:
 @DATASETS.register("shapes")
 def shapes(split_seed: int = 0, per_class: int = 200, size: int = 32, seed: int = 0) -> DatasetBundle:
     """Procedurally generated geometric shapes on textured backgrounds (the offline source domain)."""
+    import torch
+
     from harness.data.shapes import SHAPE_CLASSES, generate_shapes
+    from harness.data.splits import bundle_from_arrays
 
     images, labels = generate_shapes(per_class=per_class, size=size, seed=seed)
     return bundle_from_arrays("shapes", torch.from_numpy(images), torch.from_numpy(labels).long(),

@@ -20,22 +20,23 @@ and 200 validation examples (deterministic), and its final runs retrain on all 1
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-import torch
-from torchvision import datasets as tvd
 
 from harness.core.errors import ConfigError
-from harness.data.bundle import AnySplit, DatasetBundle, Split
-from harness.data.files import FileSplit
 from harness.data.registry import DATASETS, parse_spec
 from harness.data.root import data_root
-from harness.data.splits import carve, stratified_splits
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.data.bundle import AnySplit, DatasetBundle
 
 PROTOCOLS = ("standard", "vtab1k")
 VTAB_TRAIN, VTAB_VAL = 800, 200
@@ -73,7 +74,8 @@ def at_least(low: int, default: int, note: str = "") -> Option:
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """One torchvision dataset (`dataset`, its class): everything the catalogue knows about it.
+    """One torchvision dataset (`dataset`, the name of its class in torchvision.datasets or OWN_CLASSES):
+    everything the catalogue knows about it.
 
     `files` must all exist under the data root. `splits` says how the splits are made (a key of SPLITS:
     train_test, official_train_val_test, stratified_60_20_20, per_class, imagenet_subset). `official` names
@@ -88,7 +90,7 @@ class CatalogEntry:
     """
 
     name: str
-    dataset: type
+    dataset: str
     files: tuple[str, ...]
     splits: str
     about: str
@@ -172,15 +174,24 @@ def _place(entry: CatalogEntry, base: Path, split: str | None) -> tuple[Path, di
     return where, {entry.split_arg: split if entry.split_arg == "split" else split == "train"}
 
 
+OWN_CLASSES = {"ChosenClassFolder": "harness.data.imagefolder"}  # class name: its module
+
+
+def dataset_class(entry: CatalogEntry) -> type:
+    """The class an entry names: one of torchvision.datasets, or one of OWN_CLASSES (imported when opened)."""
+    module = importlib.import_module(OWN_CLASSES.get(entry.dataset, "torchvision.datasets"))
+    return getattr(module, entry.dataset)
+
+
 def _open(entry: CatalogEntry, base: Path, split: str | None, **kw: Any) -> Any:
     """One official split of the torchvision dataset, with its errors (corrupt or partial files) as one-line
     ConfigErrors."""
     where, args = _place(entry, base, split)
     try:
-        return entry.dataset(str(where), **args, **kw)
+        return dataset_class(entry)(str(where), **args, **kw)
     except (RuntimeError, OSError, ValueError, KeyError, IndexError) as e:
         text = str(e).strip().splitlines()
-        raise ConfigError(f"dataset '{entry.name}': torchvision's {entry.dataset.__name__} cannot read {where} "
+        raise ConfigError(f"dataset '{entry.name}': torchvision's {entry.dataset} cannot read {where} "
                           f"({text[0] if text else type(e).__name__}); {_remedy(entry, data_root())}") from None
 
 
@@ -188,7 +199,7 @@ def _download(entry: CatalogEntry, base: Path) -> None:
     """Every official split opened with download=True: torchvision fetches what is missing."""
     for split in entry.official or (None,):
         where, args = _place(entry, base, split)
-        entry.dataset(str(where), **args, download=True)
+        dataset_class(entry)(str(where), **args, download=True)
 
 
 def fetch_dataset(spec: str, root: Path | None = None) -> Path:
@@ -251,6 +262,8 @@ def final_trains_on_val(spec: str) -> bool:
 
 def _images(data: Any, layout: str) -> torch.Tensor:
     """A torchvision dataset's `.data` as uint8 N x C x H x W."""
+    import torch
+
     x = torch.as_tensor(data)
     if layout == "NHW":
         x = x.unsqueeze(1)
@@ -260,6 +273,11 @@ def _images(data: Any, layout: str) -> torch.Tensor:
 
 
 def _as_split(entry: CatalogEntry, dataset: Any, values: Mapping[str, Any]) -> AnySplit:
+    import torch
+
+    from harness.data.bundle import Split
+    from harness.data.files import FileSplit
+
     labels = entry.labels(dataset)
     if entry.storage == "memory":
         return Split(_images(dataset.data, entry.layout), torch.as_tensor(np.asarray(labels), dtype=torch.long))
@@ -280,7 +298,7 @@ def _read(entry: CatalogEntry, base: Path, values: Mapping[str, Any], **kw: Any)
     return [_as_split(entry, d, values) for d in parts.values()], first
 
 
-Splits = tuple[AnySplit, AnySplit | None, AnySplit, Sequence[str]]
+Splits = tuple["AnySplit", "AnySplit | None", "AnySplit", Sequence[str]]
 
 
 def _train_test(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
@@ -297,6 +315,8 @@ def _train_val_test(entry: CatalogEntry, base: Path, values: Mapping[str, Any], 
 
 def _stratified_60_20_20(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
     """One set of images split 60/20/20, stratified and seed-deterministic (as VTAB)."""
+    from harness.data.splits import stratified_splits
+
     (every,), classes = _read(entry, base, values)
     train, val, test = stratified_splits(every.labels.numpy(), 0.2, 0.2, seed)
     return every.take(train), every.take(val), every.take(test), classes
@@ -321,17 +341,6 @@ def _per_class(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed:
     train, test = per_class_split(every.labels.numpy(), values["train_per_class"], values.get("test_per_class", 0),
                                   seed)
     return every.take(train), None, every.take(test), classes
-
-
-class ChosenClassFolder(tvd.ImageFolder):
-    """torchvision's ImageFolder restricted to the chosen class folders (the others are never scanned)."""
-
-    def __init__(self, root: str, chosen: Sequence[str]) -> None:
-        self.chosen = list(chosen)
-        super().__init__(root)
-
-    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
-        return self.chosen, {c: i for i, c in enumerate(self.chosen)}
 
 
 def _imagenet_subset(entry: CatalogEntry, base: Path, values: Mapping[str, Any], seed: int) -> Splits:
@@ -377,6 +386,9 @@ def make_bundle(entry: CatalogEntry, train: AnySplit, val: AnySplit | None, test
                 class_names: Sequence[str], split_seed: int, values: Mapping[str, Any]) -> DatasetBundle:
     """The bundle from the splits: the official validation split (`val`), or `val` of train carved (stratified,
     seed-deterministic); under `protocol=vtab1k` 800 train + 200 validation examples."""
+    from harness.data.bundle import DatasetBundle
+    from harness.data.splits import carve
+
     if values["protocol"] == "vtab1k":
         train, val = _vtab1k(entry.name, train, val, split_seed)
     elif val is None:
@@ -407,60 +419,60 @@ def in_memory(name: str, dataset: type, files: tuple[str, ...], about: str, desc
 
 
 CATALOGUE: tuple[CatalogEntry, ...] = (
-    in_memory("mnist", tvd.MNIST, under("MNIST/raw", *MNIST_RAW),
+    in_memory("mnist", "MNIST", under("MNIST/raw", *MNIST_RAW),
               "MNIST handwritten digits: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory).",
               "MNIST, 28x28 grayscale", "NHW", split_arg="train", labels=attrgetter("targets"), flip=False),
-    in_memory("fashion_mnist", tvd.FashionMNIST, under("FashionMNIST/raw", *MNIST_RAW),
+    in_memory("fashion_mnist", "FashionMNIST", under("FashionMNIST/raw", *MNIST_RAW),
               "Fashion-MNIST clothing: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes (in memory).",
               "Fashion-MNIST, 28x28 grayscale", "NHW", split_arg="train", labels=attrgetter("targets")),
-    in_memory("kmnist", tvd.KMNIST, under("KMNIST/raw", *MNIST_RAW),
+    in_memory("kmnist", "KMNIST", under("KMNIST/raw", *MNIST_RAW),
               "Kuzushiji-MNIST cursive Japanese: 60,000 train / 10,000 test, 28x28 grayscale, 10 classes "
               "(in memory).", "KMNIST, 28x28 grayscale", "NHW", split_arg="train", labels=attrgetter("targets"),
               flip=False),
-    in_memory("cifar10", tvd.CIFAR10, under("cifar-10-batches-py", *(f"data_batch_{i}" for i in range(1, 6)),
+    in_memory("cifar10", "CIFAR10", under("cifar-10-batches-py", *(f"data_batch_{i}" for i in range(1, 6)),
                                             "test_batch", "batches.meta"),
               "CIFAR-10: 50,000 train / 10,000 test, 32x32 RGB, 10 classes (in memory).", "CIFAR10, 32x32 RGB",
               "NHWC", split_arg="train", labels=attrgetter("targets")),
-    in_memory("cifar100", tvd.CIFAR100, under("cifar-100-python", "train", "test", "meta"),
+    in_memory("cifar100", "CIFAR100", under("cifar-100-python", "train", "test", "meta"),
               "CIFAR-100: 50,000 train / 10,000 test, 32x32 RGB, 100 classes (in memory).", "CIFAR100, 32x32 RGB",
               "NHWC", split_arg="train", labels=attrgetter("targets")),
-    in_memory("svhn", tvd.SVHN, under("svhn", "train_32x32.mat", "test_32x32.mat"),
+    in_memory("svhn", "SVHN", under("svhn", "train_32x32.mat", "test_32x32.mat"),
               "SVHN house numbers (cropped digits): 73,257 train / 26,032 test, 32x32 RGB, 10 classes (in memory).",
               "SVHN cropped digits, 32x32 RGB", "NCHW", folder="svhn", labels=attrgetter("labels"),
               classes=lambda d: [str(i) for i in range(10)], flip=False),
-    in_memory("stl10", tvd.STL10, under("stl10_binary", "train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin",
+    in_memory("stl10", "STL10", under("stl10_binary", "train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin",
                                         "unlabeled_X.bin"),
               "STL-10: 5,000 labelled train / 8,000 test, 96x96 RGB, 10 classes (in memory; unlabelled part unused).",
               "STL-10 labelled, 96x96 RGB", "NCHW", labels=attrgetter("labels"),
               classes=lambda d: getattr(d, "classes", STL10_CLASSES)),
-    CatalogEntry("flowers102", tvd.Flowers102, under("flowers-102", "jpg", "imagelabels.mat", "setid.mat"),
+    CatalogEntry("flowers102", "Flowers102", under("flowers-102", "jpg", "imagelabels.mat", "setid.mat"),
                  "official_train_val_test",
                  "Oxford 102 Flowers: official 1,020 train / 1,020 val / 6,149 test photos, 102 classes (from disk).",
                  "Oxford 102 Flowers photos", {**OFFICIAL_VAL, "size": SIZE}, official=TRAIN_VAL_TEST,
                  metric="balanced_accuracy"),
-    CatalogEntry("oxford_pets", tvd.OxfordIIITPet,
+    CatalogEntry("oxford_pets", "OxfordIIITPet",
                  under("oxford-iiit-pet", "images", "annotations/trainval.txt", "annotations/test.txt"), "train_test",
                  "Oxford-IIIT Pets breeds: 3,680 trainval / 3,669 test photos, 37 classes (from disk).",
                  "Oxford-IIIT Pets photos", {**CARVED, "size": SIZE}, official=("trainval", "test"),
                  metric="balanced_accuracy"),
-    CatalogEntry("dtd", tvd.DTD, under("dtd/dtd", "images", "labels"), "official_train_val_test",
+    CatalogEntry("dtd", "DTD", under("dtd/dtd", "images", "labels"), "official_train_val_test",
                  "Describable Textures: official train / val / test (1,880 each, partition 1-10), 47 classes "
                  "(from disk).", "DTD textures, partition {partition}",
                  {**OFFICIAL_VAL, "partition": Option(1, lambda v: 1 <= v <= 10, "must be in 1-10"), "size": SIZE},
                  official=TRAIN_VAL_TEST, class_args=("partition",)),
-    CatalogEntry("eurosat", tvd.EuroSAT, under("eurosat", "2750"), "stratified_60_20_20",
+    CatalogEntry("eurosat", "EuroSAT", under("eurosat", "2750"), "stratified_60_20_20",
                  "EuroSAT RGB land use: 27,000 64x64 satellite images, 10 classes, split 60/20/20 as VTAB (from disk).",
                  "EuroSAT RGB satellite images", {**OFFICIAL_VAL, "size": replace(SIZE, default=64)},
                  official=(), labels=attrgetter("targets")),
-    CatalogEntry("food101", tvd.Food101, under("food-101", "images", "meta/train.json", "meta/test.json"),
+    CatalogEntry("food101", "Food101", under("food-101", "images", "meta/train.json", "meta/test.json"),
                  "train_test", "Food-101 dishes: 75,750 train / 25,250 test photos, 101 classes (from disk).",
                  "Food-101 photos", {**CARVED, "size": SIZE}),
-    CatalogEntry("caltech101", tvd.Caltech101, under("caltech101", "101_ObjectCategories"), "per_class",
+    CatalogEntry("caltech101", "Caltech101", under("caltech101", "101_ObjectCategories"), "per_class",
                  "Caltech-101 objects: 101 classes (background excluded); train_per_class per class to train, "
                  "rest test.", "Caltech-101, {train_per_class} training images per class",
                  {**CARVED, "size": SIZE, "train_per_class": at_least(2, 30)}, official=(),
                  labels=attrgetter("y"), classes=attrgetter("categories"), metric="balanced_accuracy"),
-    CatalogEntry("fgvc_aircraft", tvd.FGVCAircraft,
+    CatalogEntry("fgvc_aircraft", "FGVCAircraft",
                  under("fgvc-aircraft-2013b/data", "images", "variants.txt", "images_variant_train.txt",
                        "images_variant_val.txt", "images_variant_test.txt"), "official_train_val_test",
                  "FGVC Aircraft: official 3,334 train / 3,333 val / 3,333 test photos, 100 variants (from disk).",
@@ -469,7 +481,7 @@ CATALOGUE: tuple[CatalogEntry, ...] = (
                                                              f"choose from: {', '.join(AIRCRAFT_LEVELS)}"),
                   "size": SIZE}, official=TRAIN_VAL_TEST, class_args=("annotation_level",),
                  metric="balanced_accuracy"),
-    CatalogEntry("stanford_cars", tvd.StanfordCars,
+    CatalogEntry("stanford_cars", "StanfordCars",
                  under("stanford_cars", "devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train",
                        "cars_test", "cars_test_annos_withlabels.mat"), "train_test",
                  "Stanford Cars: 8,144 train / 8,041 test photos, 196 make-model-year classes (from disk).",
@@ -477,13 +489,13 @@ CATALOGUE: tuple[CatalogEntry, ...] = (
                  labels=lambda d: [label for _, label in d._samples],
                  manual="its original URL is gone; put devkit/, cars_train/, cars_test/ and "
                         "cars_test_annos_withlabels.mat (e.g. from a Kaggle mirror) under {root}/stanford_cars"),
-    CatalogEntry("sun397", tvd.SUN397, ("SUN397/ClassName.txt",), "per_class",
+    CatalogEntry("sun397", "SUN397", ("SUN397/ClassName.txt",), "per_class",
                  "SUN397 scenes: 397 classes, 50 train + 50 test images per class drawn as the official partitions "
                  "(from disk).", "SUN397 scenes, {train_per_class}/{test_per_class} per class",
                  {**CARVED, "size": SIZE, "train_per_class": at_least(2, 50),
                   "test_per_class": at_least(0, 50, " (0: the rest)")}, official=(),
                  order=lambda d: np.argsort([str(p) for p in d._image_files], kind="stable")),
-    CatalogEntry("imagenet_subset", ChosenClassFolder, under("imagenet", "train", "val"), "imagenet_subset",
+    CatalogEntry("imagenet_subset", "ChosenClassFolder", under("imagenet", "train", "val"), "imagenet_subset",
                  "ImageNet classes chosen at random by class_seed (classes from position first); test is the "
                  "official val.", "ImageNet, {classes} classes (class_seed {class_seed}, from {first})",
                  {"classes": at_least(2, 20), "first": at_least(0, 0), "class_seed": Option(0), **CARVED,

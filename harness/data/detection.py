@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from harness.core.errors import ConfigError, NotHere
-from harness.data.boxes import DetectionSplit, target
-from harness.data.bundle import DatasetBundle
 from harness.data.registry import DATASETS
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.data.boxes import DetectionSplit
+    from harness.data.bundle import DatasetBundle
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -40,6 +44,10 @@ def shapes_det(split_seed: int = 0, images: int = 600, size: int = 64, seed: int
                max_objects: int = 3) -> DatasetBundle:
     """Generated detection scenes: 1 to max_objects shapes (of the first `classes` shape classes) per image on
     textured backgrounds, exact boxes; split 70/15/15 by the split seed."""
+    import torch
+
+    from harness.data.boxes import DetectionSplit, target
+    from harness.data.bundle import DatasetBundle
     from harness.data.shapes import SHAPE_CLASSES, generate_scenes
 
     pixels, objects = generate_scenes(images, size=size, seed=seed, classes=classes, max_objects=max_objects)
@@ -55,6 +63,8 @@ def voc_target(annotation: dict) -> tuple[dict[str, torch.Tensor], int]:
     """A VOCDetection annotation (its parse_voc_xml dict) as a target, and the image's longer side. VOC boxes
     are 1-based inclusive pixels; they become continuous xyxy (xmin - 1, ymin - 1, xmax, ymax), so areas and
     overlaps are the devkit's."""
+    from harness.data.boxes import target
+
     ann = annotation["annotation"]
     objects = ann.get("object", [])
     objects = objects if isinstance(objects, list) else [objects]
@@ -69,6 +79,8 @@ def voc_target(annotation: dict) -> tuple[dict[str, torch.Tensor], int]:
 def read_voc(root: str, year: str, image_set: str) -> DetectionSplit:
     """One VOC image set read by torchvision's VOCDetection (its file lists and XML parser; images decoded later)."""
     from torchvision.datasets import VOCDetection
+
+    from harness.data.boxes import DetectionSplit
 
     try:
         ds = VOCDetection(root, year=year, image_set=image_set, download=False)
@@ -85,6 +97,8 @@ def voc(root: str, split_seed: int = 0, years: str = "2007", val_fraction: float
     """PASCAL VOC under <data root>/VOCdevkit: VOC2007 trainval (or VOC2007+2012 trainval) -> VOC2007 test, the
     standard protocol; validation carved from trainval by the split seed. Difficult objects are kept and
     ignored in evaluation."""
+    from harness.data.bundle import DatasetBundle
+
     if years not in VOC_YEARS:
         raise ConfigError(f"dataset 'voc': years={years!r}; choose from: {', '.join(VOC_YEARS)}")
     if not 0 < val_fraction < 1:
@@ -115,6 +129,9 @@ def coco(path: str, split_seed: int = 0, images: str = "images") -> DatasetBundl
     """A user's COCO-format detection data: coco:ANNOTATIONS.json, images in the `images` folder beside it (or
     an absolute path); split 70/15/15 by the split seed; crowd regions are kept and ignored in evaluation."""
     from torchvision.datasets import CocoDetection
+
+    from harness.data.boxes import DetectionSplit, target
+    from harness.data.bundle import DatasetBundle
 
     ann = Path(path).expanduser()
     folder = Path(images) if Path(images).is_absolute() else ann.parent / images

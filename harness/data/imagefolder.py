@@ -1,7 +1,9 @@
-"""Load a user's ImageFolder tree (torchvision's layout) into an in-memory DatasetBundle."""
+"""Load a user's ImageFolder tree (torchvision's layout) into an in-memory DatasetBundle; the ImageFolder of chosen
+class folders that the catalogue's ImageNet subset reads."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -70,3 +72,13 @@ def load_image_folder(path: str, size: int = 32, split_seed: int = 0) -> Dataset
     return DatasetBundle(spec, train, parts["val"], parts["test"], tuple(classes),
                          description=f"ImageFolder {root}")
 
+
+class ChosenClassFolder(tvd.ImageFolder):
+    """torchvision's ImageFolder restricted to the chosen class folders (the others are never scanned)."""
+
+    def __init__(self, root: str, chosen: Sequence[str]) -> None:
+        self.chosen = list(chosen)
+        super().__init__(root)
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        return self.chosen, {c: i for i, c in enumerate(self.chosen)}

@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
-from harness.data.bundle import DatasetBundle
 from harness.data.root import data_root
-from harness.data.splits import class_subset, few_shot, resize
+
+if TYPE_CHECKING:
+    from harness.data.bundle import DatasetBundle
 
 DATASETS: Registry[Callable[..., DatasetBundle]] = Registry("dataset")
 PATH_DATASETS = {"folder", "coco"}
@@ -86,6 +87,8 @@ def _call_with_options(spec: str, name: str, split_seed: int, root: str) -> Data
 
 @functools.lru_cache(maxsize=8)
 def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
+    from harness.data.splits import class_subset
+
     name, arg, _ = parse_spec(spec)
     needs_path = name in PATH_DATASETS
     bundle = _call_with_options(spec, name, split_seed, root)
@@ -113,6 +116,8 @@ def derive(bundle: DatasetBundle, samples_per_class: int = 0, seed: int = 0, ima
            resize_size: int = 0, val_per_class: int = 0) -> DatasetBundle:
     """A loaded bundle with a few-shot subset of training and validation drawn by `seed` (see `few_shot`),
     then resized to `image_size` (see load_dataset); nothing is loaded again."""
+    from harness.data.splits import few_shot, resize
+
     if samples_per_class:
         if bundle.task != "classification":
             raise ConfigError(f"dataset '{bundle.name}': samples_per_class={samples_per_class}: few-shot subsets are "

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.config import MethodArgs, TrialConfig, param_of, register_method_args
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
-from harness.data.bundle import AnySplit
 from harness.data.registry import dataset_task
 from harness.methods.objective import MethodContext, Objective
-from harness.models.backbones import Classifier
+
+if TYPE_CHECKING:
+    from harness.data.bundle import AnySplit
+    from harness.models.staged import Classifier
 
 
 @dataclass(frozen=True)

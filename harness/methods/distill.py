@@ -16,20 +16,22 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from harness.core.config import MethodArgs, TrialConfig, param
 from harness.core.errors import ConfigError
 from harness.data.preprocessing import Preprocessing
 from harness.data.root import teachers_dir
-from harness.models.backbones import BACKBONES, Classifier, backbone_parameters, count_parameters, load_state_checked
+from harness.models.backbones import BACKBONES, backbone_parameters
 from harness.models.checkpoints import TEACHER_FORMAT, network_path, read_file, write_file
 from harness.methods.base import Method, Preparation, register
 from harness.methods.objective import MethodContext, Objective
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+    from harness.models.staged import Classifier
 
 CHECKPOINT = "checkpoint:"
 SOURCE = "source:"
@@ -127,6 +129,10 @@ def write_teacher(model: Classifier, backbone: str, prep: Preprocessing, path: P
 
 def load_teacher(path: Path, num_classes: int) -> tuple[Classifier, Preprocessing, dict[str, Any]]:
     """A teacher file as (network in eval mode, its input preprocessing, its metadata)."""
+    import torch
+
+    from harness.models.staged import Classifier, load_state_checked
+
     where = f"teacher='checkpoint:{path}'"
     blob = read_file(path, TEACHER_FORMAT, where, "give a file written by write_teacher or by the plan")
     if blob.get("num_classes") != num_classes:
@@ -139,37 +145,14 @@ def load_teacher(path: Path, num_classes: int) -> tuple[Classifier, Preprocessin
     return model.eval().requires_grad_(False), prep, {**meta, "backbone": blob["backbone"]}
 
 
-class AdaptedTeacher(nn.Module):
-    """The teacher fed the student's normalised batch, re-normalised and resized to the teacher's inputs."""
-
-    def __init__(self, teacher: nn.Module, student: Preprocessing, own: Preprocessing) -> None:
-        super().__init__()
-        s_mean, s_std = torch.tensor(student.mean), torch.tensor(student.std)
-        t_mean, t_std = torch.tensor(own.mean), torch.tensor(own.std)
-        self.register_buffer("scale", (s_std / t_std).view(1, -1, 1, 1))
-        self.register_buffer("shift", ((s_mean - t_mean) / t_std).view(1, -1, 1, 1))
-        self.renormalise = not (torch.equal(s_mean, t_mean) and torch.equal(s_std, t_std))
-        self.teacher, self.size = teacher, own.image_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.renormalise:
-            x = x * self.scale + self.shift
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.teacher(x)
-
-
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
-                    reduction="batchmean", log_target=True) * (t * t)
-
-
 class DistillObjective(Objective):
     """kd_alpha * distillation loss + (1 - kd_alpha) * cross-entropy; the teacher sees the same (mixed) batch."""
 
     def __init__(self, ctx: MethodContext) -> None:
+        import torch
+
+        from harness.methods.training.distill import AdaptedTeacher
+
         super().__init__(ctx)
         self.path = teacher_file(ctx.config)
         teacher, prep, self.meta = load_teacher(self.path, ctx.bundle.num_classes)
@@ -179,6 +162,10 @@ class DistillObjective(Objective):
         self.alpha, self.temperature = ctx.config.method_args.kd_alpha, ctx.config.method_args.kd_temperature
 
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        from harness.methods.training.distill import kd_loss
+
         x, y = self.mixed(x, y)
         student = net(x)
         if self.alpha == 0:
@@ -193,6 +180,8 @@ class DistillObjective(Objective):
     def extras(self, status: str) -> dict[str, dict[str, Any]]:
         """Teacher and student: parameters, accuracy and agreement on the validation split (when not trained on),
         inference speed."""
+        from harness.models.staged import count_parameters
+
         ctx, val = self.ctx, self.ctx.bundle.val
         t0 = time.perf_counter()
         student = ctx.predict(ctx.model, val, ctx.transform)

@@ -18,14 +18,14 @@ negative bounds to serve every source.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn as nn
-
-from harness.models.backbones import Classifier, StagedBackbone
 from harness.core.errors import ConfigError
 from harness.core.config import MethodArgs, TrialConfig, param
 from harness.methods.base import Method, register
+
+if TYPE_CHECKING:
+    from harness.models.staged import Classifier, StagedBackbone
 
 
 @dataclass(frozen=True)
@@ -55,57 +55,13 @@ def layer_count(config: TrialConfig, num_stages: int) -> int:
 
 
 TARGET_NETWORK = "alexnet_style"
-ALEXNET_CONVS = ((64, 11), (192, 5), (384, 3), (256, 3), (256, 3))  # (channels, kernel) of AlexNet's convolutions
-ALEXNET_POOL_SIDE = 6  # AlexNet's adaptive average pooling before the classifier
-
-
-class _MeanTokens(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1)
-
-
-def _odd_at_most(k: int, side: int) -> int:
-    return min(k, side if side % 2 else side - 1) if side > 1 else 1
-
-
-def target_network(in_shape: tuple[int, ...], depth: int, width: int, num_classes: int, dropout: float,
-                   fc: int = 1024) -> nn.Module:
-    """The AlexNet-style target network for (C, H, W) feature maps: `depth` of AlexNet's convolutions (kernels
-    capped by the map, padded to keep its size) with ReLU and AlexNet's max pooling while the map is at least 3
-    wide, average pooling to at most 6x6, then AlexNet's classifier with `fc` units; for flat (D,) features or
-    (tokens, D) sequences (averaged over tokens), the classifier alone."""
-    layers: list[nn.Module] = []
-    if len(in_shape) == 3:
-        channels, side = in_shape[0], min(in_shape[1:])
-        for i, (c, k) in enumerate(ALEXNET_CONVS[:depth]):
-            out, k = max(1, round(c * width / 64)), _odd_at_most(k, side)
-            layers += [nn.Conv2d(channels, out, k, padding=k // 2), nn.ReLU(inplace=True)]
-            if (i < 2 or i == depth - 1) and side >= 3:  # AlexNet pools after its first, second and last
-                layers.append(nn.MaxPool2d(3, stride=2))
-                side = (side - 3) // 2 + 1
-            channels = out
-        pooled = min(ALEXNET_POOL_SIDE, side)
-        layers += [nn.AdaptiveAvgPool2d(pooled), nn.Flatten()]
-        dim = channels * pooled * pooled
-    else:
-        if len(in_shape) == 2:
-            layers.append(_MeanTokens())
-        dim = in_shape[-1]
-    layers += [nn.Dropout(dropout), nn.Linear(dim, fc), nn.ReLU(inplace=True),
-               nn.Dropout(dropout), nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Linear(fc, num_classes)]
-    return nn.Sequential(*layers)
-
-
-@torch.no_grad()
-def feature_shape(trunk: StagedBackbone, input_size: int) -> tuple[int, ...]:
-    was_training = trunk.training
-    shape = tuple(trunk.eval()(torch.zeros(2, 3, input_size, input_size)).shape[1:])
-    trunk.train(was_training)
-    return shape
 
 
 def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input_size: int) -> Classifier:
     """The source network cut after `feature_layer` stages, with the target network as its head."""
+    from harness.methods.training.feature_transfer import feature_shape, target_network
+    from harness.models.staged import Classifier, StagedBackbone
+
     k = layer_count(config, backbone.num_stages)
     trunk = StagedBackbone(list(backbone.stages[:k]), feature_dim=0)
     shape = feature_shape(trunk, input_size)

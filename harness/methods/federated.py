@@ -16,16 +16,17 @@ are frozen: neither trained nor sent. The rounds are the loop's epochs (one vali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.core.config import MethodArgs, TrialConfig, param
 from harness.methods.base import Method, register
 from harness.methods.objective import MethodContext, Objective
 
-State = dict[str, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+State = dict[str, "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class ProxObjective(ClientObjective):
         self.anchors = [p.detach().clone() for p in self.weights]
 
     def proximal(self) -> torch.Tensor:
+        import torch
+
         return 0.5 * self.mu * torch.stack([(p - a).pow(2).sum() for p, a in zip(self.weights, self.anchors)]).sum()
 
 
@@ -124,6 +127,8 @@ class FedBNServer(Server):
     """FedBN's server: BatchNorm layers (weights, biases and running statistics) stay with each client."""
 
     def local(self, module: nn.Module, name: str) -> bool:
+        from torch import nn
+
         return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
@@ -138,6 +143,8 @@ class FedAdamServer(Server):
         self.saved: dict[str, Any] | None = None
 
     def aggregate(self, current: State, sent: list[State], samples: list[int]) -> State:
+        import torch
+
         mean = super().aggregate(current, sent, samples)
         if self.optimizer is None:
             self.weights = [current[k].detach().clone().float().requires_grad_(True) for k in self.parameters]

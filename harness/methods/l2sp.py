@@ -4,14 +4,16 @@ fine-tuning whose loss pulls the backbone towards its pretrained weights and kee
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.core.config import MethodArgs, param
 from harness.methods.base import Method, register
 from harness.methods.objective import MethodContext, Objective
-from harness.models.backbones import Classifier
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.models.staged import Classifier
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,15 @@ class L2SP:
 
     def distance(self) -> torch.Tensor:
         """||w - w0||^2 of the backbone."""
+        import torch
+
         if not self.backbone:
             return torch.zeros(())
         return torch.stack([(p - p0).pow(2).sum() for p, p0 in zip(self.backbone, self.anchors)]).sum()
 
     def __call__(self) -> torch.Tensor:
+        import torch
+
         penalty = self.alpha * self.distance()
         if self.head:
             penalty = penalty + self.beta * torch.stack([p.pow(2).sum() for p in self.head]).sum()
@@ -54,6 +60,8 @@ class L2SPObjective(Objective):
         super().__init__(ctx, [self.l2sp])
 
     def extras(self, status: str) -> dict[str, dict[str, Any]]:
+        import torch
+
         with torch.no_grad():
             return {"model": {"distance_to_pretrained": float(self.l2sp.distance().sqrt())}}
 

@@ -13,66 +13,19 @@ matrix product. `dropout` has no layer to act on here (the map reads probabiliti
 
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
-from harness.data.bundle import AnySplit
 from harness.methods.base import Method, register
 from harness.methods.objective import MethodContext
-from harness.models.backbones import Classifier, StagedBackbone
 from harness.ranking.leep import empirical_conditional
 
-TINY = 1e-12  # floor of a probability before its log
+if TYPE_CHECKING:
+    import torch.nn as nn
 
-
-class LabelMap(nn.Module):
-    """A column-stochastic map M (C x Z, M = softmax over the target classes of `logits`) from source class
-    probabilities to target class log-probabilities."""
-
-    def __init__(self, source_classes: int, num_classes: int) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(torch.zeros(num_classes, source_classes))
-
-    def conditional(self) -> torch.Tensor:
-        """M, the map's P(y | z): columns sum to 1."""
-        return torch.softmax(self.logits, dim=0)
-
-    @torch.no_grad()
-    def start_from(self, conditional: torch.Tensor) -> None:
-        """Make M equal `conditional` (C x Z, columns summing to 1); a column with no mass becomes uniform."""
-        self.logits.copy_(torch.log(conditional.clamp_min(TINY)))
-
-    def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        return torch.log((probs.float() @ self.conditional().T).clamp_min(TINY))
-
-
-class LabelMappingHead(nn.Module):
-    """The source classifier (frozen), its softmax, and the learned map to the target classes."""
-
-    def __init__(self, classifier: nn.Linear, num_classes: int) -> None:
-        super().__init__()
-        self.classifier = classifier.requires_grad_(False)
-        self.map = LabelMap(classifier.out_features, num_classes)
-
-    def source_probs(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.classifier(features).float(), dim=1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.map(self.source_probs(features))
-
-
-class _SourceProbs(nn.Module):
-    """The source network's class probabilities: of images (with its backbone) or of cached features."""
-
-    def __init__(self, head: LabelMappingHead, backbone: StagedBackbone | None) -> None:
-        super().__init__()
-        self.head, self.backbone = head, backbone
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.source_probs(self.backbone(x) if self.backbone is not None else x)
-
+    from harness.data.bundle import AnySplit
+    from harness.models.staged import Classifier, StagedBackbone
 
 def check(config: TrialConfig) -> None:
     """Dropout would rescale the probabilities the map reads."""
@@ -85,6 +38,9 @@ def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input
           classifier: nn.Linear) -> Classifier:
     """The source backbone and its own classifier, then the map to the target classes (uniform until
     `initialise` sets it from the training split)."""
+    from harness.methods.training.label_mapping import LabelMappingHead
+    from harness.models.staged import Classifier
+
     model = Classifier(backbone, head=LabelMappingHead(classifier, num_classes))
     model.facts = {"source_classes": classifier.out_features}
     return model
@@ -92,8 +48,12 @@ def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input
 
 def initialise(ctx: MethodContext, train: AnySplit) -> None:
     """M := the empirical P(y | z) of the source's probabilities on the training split (LEEP's)."""
+    import torch
+
+    from harness.methods.training.label_mapping import SourceProbs
+
     head = ctx.model.head
-    probs = ctx.predict(_SourceProbs(head, None if ctx.trained is head else ctx.model.backbone), train, ctx.transform)
+    probs = ctx.predict(SourceProbs(head, None if ctx.trained is head else ctx.model.backbone), train, ctx.transform)
     conditional = empirical_conditional(probs.numpy(), train.labels.numpy(), ctx.bundle.num_classes)
     head.map.start_from(torch.from_numpy(conditional).float().to(ctx.device))
 

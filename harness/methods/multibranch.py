@@ -14,21 +14,21 @@ A branch of weight 0 draws no batch and its head stays frozen; with every weight
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from typing import TYPE_CHECKING, Any
 
 from harness.core.config import MethodArgs, TrialConfig, param
 from harness.core.errors import ConfigError
-from harness.data.augment import BatchTransform, batch_transform
-from harness.data.bundle import AnySplit
 from harness.data.registry import DATASETS, load_dataset, parse_spec
 from harness.methods.base import Method, register
 from harness.methods.objective import MethodContext, Objective
-from harness.models.backbones import Classifier, StagedBackbone
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+    from harness.data.augment import BatchTransform
+    from harness.data.bundle import AnySplit
+    from harness.models.staged import Classifier, StagedBackbone
 
 ROTATIONS = 4
 AUX_ROTATION = "rotation"
@@ -95,38 +95,10 @@ def task_classes(task: str, config: TrialConfig) -> int:
     return load_dataset(task, split_seed=config.split_seed).num_classes
 
 
-class MultiBranchClassifier(Classifier):
-    """A Classifier with one more head per auxiliary task; `forward(x)` is the main task, `forward(x, aux_1, ...)`
-    returns the main logits and each task's from one pass of the concatenated batches through the shared trunk."""
-
-    def __init__(self, backbone: StagedBackbone, num_classes: int, aux_classes: list[int], dropout: float,
-                 train_aux: list[bool]) -> None:
-        super().__init__(backbone, num_classes, dropout)
-        with torch.random.fork_rng(devices=[]):  # the main network initialises as fine-tuning's does
-            self.aux_heads = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, c))
-                                           for c in aux_classes)
-        for head, trained in zip(self.aux_heads, train_aux):
-            head.requires_grad_(trained)
-
-    def forward(self, x: torch.Tensor, *aux: torch.Tensor | None):  # noqa: ANN201
-        """Main logits; with auxiliary batches (None for a branch left out), (main, [logits or None per branch])."""
-        if not aux:
-            return self.head(self.backbone(x))
-        features = self.backbone(torch.cat([x, *(a for a in aux if a is not None)]))
-        main, start, out = self.head(features[:len(x)]), len(x), []
-        for head, a in zip(self.aux_heads, aux):
-            if a is None:
-                out.append(None)
-                continue
-            out.append(head(features[start:start + len(a)]))
-            start += len(a)
-        return main, out
-
-    def aux_logits(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        return self.aux_heads[k](self.backbone(x))
-
-
 def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input_size: int) -> Classifier:
+    """The backbone with the target head and one head per auxiliary task."""
+    from harness.methods.training.multibranch import MultiBranchClassifier
+
     model = MultiBranchClassifier(backbone, num_classes, [task_classes(t, config) for t in task_list(config)],
                                   config.dropout, [w > 0 for w in task_weights(config)])
     model.facts = {"aux_tasks": task_list(config)}
@@ -135,6 +107,8 @@ def build(config: TrialConfig, backbone: StagedBackbone, num_classes: int, input
 
 def rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Image i turned by turns[i] quarter turns (square images)."""
+    import torch
+
     out = x
     for r in range(1, ROTATIONS):
         out = torch.where((turns == r).view(-1, 1, 1, 1), torch.rot90(x, r, dims=(2, 3)), out)
@@ -146,6 +120,9 @@ class AuxBatches:
 
     def __init__(self, split: AnySplit, batch_size: int, transform: BatchTransform, ctx: MethodContext,
                  seed: int) -> None:
+        import torch
+        from torch.utils.data import DataLoader
+
         generator = torch.Generator().manual_seed(seed)
         loader = DataLoader(split.dataset(), batch_size=batch_size, shuffle=True, generator=generator,
                             drop_last=len(split) > batch_size, **split.loader_kwargs())
@@ -162,15 +139,6 @@ class AuxBatches:
             batch = next(self.batches)
         x, y = batch
         return self.transform(x.to(self.device, non_blocking=True), train=True), y.to(self.device, non_blocking=True)
-
-
-class _AuxView(nn.Module):
-    def __init__(self, model: MultiBranchClassifier, k: int) -> None:
-        super().__init__()
-        self.model, self.k = model, k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.aux_logits(self.k, x)
 
 
 @dataclass
@@ -191,6 +159,10 @@ class MultiBranchObjective(Objective):
     """main cross-entropy (on the mixed batch when MixUp/CutMix is on) + sum_k weight_k * cross-entropy of task k."""
 
     def __init__(self, ctx: MethodContext) -> None:
+        import torch
+
+        from harness.data.augment import batch_transform
+
         super().__init__(ctx)
         c = ctx.config
         self.branches = [Branch(t, w) for t, w in zip(task_list(c), task_weights(c))]
@@ -202,6 +174,9 @@ class MultiBranchObjective(Objective):
         self.aux_losses = torch.zeros(len(self.branches), device=ctx.device)
 
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if all(b.weight == 0 for b in self.branches):
             return super().__call__(net, x, y)
         batches: list[tuple[torch.Tensor, torch.Tensor] | None] = []
@@ -225,26 +200,30 @@ class MultiBranchObjective(Objective):
             loss = loss + b.weight * aux_loss
         return loss
 
-    @torch.no_grad()
     def accuracy(self, k: int) -> float:
         """Validation accuracy of branch k's head: on its dataset's validation split, or on the target's
         validation images each turned by (index mod 4) quarter turns."""
-        ctx, model, b = self.ctx, self.ctx.model, self.branches[k]
-        if b.bundle is not None:
-            logits = ctx.predict(_AuxView(model, k), b.bundle.val, b.transform)
-            return float((logits.argmax(1) == b.bundle.val.labels).float().mean())
-        was_training = model.training
-        model.eval()
-        correct, seen = 0, 0
-        for x in ctx.bundle.val.batches(256):
-            x = ctx.transform(x.to(ctx.device), train=False)
-            turns = torch.arange(seen, seen + len(x), device=ctx.device) % ROTATIONS
-            with torch.autocast(ctx.device.type, dtype=ctx.amp, enabled=ctx.amp is not None):
-                pred = model.aux_logits(k, rotate(x, turns)).argmax(1)
-            correct += int((pred == turns).sum())
-            seen += len(x)
-        model.train(was_training)
-        return correct / max(1, seen)
+        import torch
+
+        from harness.methods.training.multibranch import AuxView
+
+        with torch.no_grad():
+            ctx, model, b = self.ctx, self.ctx.model, self.branches[k]
+            if b.bundle is not None:
+                logits = ctx.predict(AuxView(model, k), b.bundle.val, b.transform)
+                return float((logits.argmax(1) == b.bundle.val.labels).float().mean())
+            was_training = model.training
+            model.eval()
+            correct, seen = 0, 0
+            for x in ctx.bundle.val.batches(256):
+                x = ctx.transform(x.to(ctx.device), train=False)
+                turns = torch.arange(seen, seen + len(x), device=ctx.device) % ROTATIONS
+                with torch.autocast(ctx.device.type, dtype=ctx.amp, enabled=ctx.amp is not None):
+                    pred = model.aux_logits(k, rotate(x, turns)).argmax(1)
+                correct += int((pred == turns).sum())
+                seen += len(x)
+            model.train(was_training)
+            return correct / max(1, seen)
 
     def extras(self, status: str) -> dict[str, dict[str, Any]]:
         """Each branch's task, weight, classes and mean training loss (model facts) and, for a trained branch of a

@@ -8,20 +8,22 @@ methods without one get the plain `Objective`, whose loss is the task's criterio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader
-
-from harness.data.augment import BatchTransform, Mix
-from harness.data.preprocessing import Preprocessing
-from harness.models.backbones import Classifier
-from harness.data.bundle import AnySplit, DatasetBundle
 from harness.core.config import TrialConfig
+from harness.data.preprocessing import Preprocessing
 from harness.tasks.base import Task
 
-Penalty = Callable[[], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+    from torch.utils.data import DataLoader
+
+    from harness.data.augment import BatchTransform, Mix
+    from harness.data.bundle import AnySplit, DatasetBundle
+    from harness.models.staged import Classifier
+
+Penalty = Callable[[], "torch.Tensor"]
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Objective:
 
     def penalty(self) -> torch.Tensor | None:
         """The weight penalties of one step, in float32 outside autocast; None when there are none."""
+        import torch
+
         if not self.penalties:
             return None
         return torch.stack([p() for p in self.penalties]).sum()
@@ -73,6 +77,8 @@ class Objective:
 
 def l1_penalty(module: nn.Module, strength: float) -> Penalty | None:
     """strength * sum |w| over the trained weight tensors (those weight decay applies to); None when off."""
+    import torch
+
     if strength <= 0:
         return None
     weights = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]

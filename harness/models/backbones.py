@@ -1,93 +1,31 @@
 """Backbone registry: own CIFAR-style ResNets and torchvision models, cut into ordered stages, with a new head.
 
-Every backbone is a `StagedBackbone`: `stages` run input -> output and the last one returns flat features
-of size `feature_dim`, so `freeze_depth = k` means "the first k stages are frozen" for every network.
+Every backbone is a `StagedBackbone` (harness.models.staged): `stages` run input -> output and the last one
+returns flat features of size `feature_dim`, so `freeze_depth = k` means "the first k stages are frozen" for
+every network. This module only declares them (names, descriptions, stage counts, input sizes); a backbone's network
+code is imported when it is built.
 """
 
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-import torch.nn as nn
-from torchvision.models import get_model, get_model_weights
-
-from harness.core.errors import ConfigError
 from harness.core.registry import Registry
 
-
-
-class StagedBackbone(nn.Module):
-    """A feature extractor as an ordered list of stages; the last stage returns (N, feature_dim)."""
-
-    def __init__(self, stages: list[nn.Module], feature_dim: int) -> None:
-        super().__init__()
-        self.stages = nn.ModuleList(stages)
-        self.feature_dim = feature_dim
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.stages)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = stage(x)
-        return x
-
-
-class StageFreezing(nn.Module):
-    """A network on `self.backbone` (a StagedBackbone or a view of one) whose first `frozen_stages` stages can
-    be frozen: no gradients, normalisation statistics fixed in training mode too."""
-
-    frozen_stages: int = 0
-
-    def freeze(self, depth: int) -> None:
-        """Freeze the first `depth` stages: no gradients, BatchNorm statistics fixed."""
-        self.frozen_stages = depth
-        for i, stage in enumerate(self.backbone.stages):
-            for p in stage.parameters():
-                p.requires_grad_(i >= depth)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> "StageFreezing":
-        super().train(mode)
-        for stage in self.backbone.stages[: self.frozen_stages]:
-            stage.eval()
-        return self
-
-
-class Classifier(StageFreezing):
-    """Backbone plus a head on its features; frozen stages stay in eval mode while training. `facts` are what
-    a method records about the network in the run's summary.
-
-    The head comes from the caller: the run's task (harness.tasks) or a method's own network. Without one,
-    `num_classes` and `dropout` make the classification head (dropout, then linear), for code that rebuilds a
-    classifier itself (a teacher file, the multi-branch network)."""
-
-    def __init__(self, backbone: StagedBackbone, num_classes: int = 0, dropout: float = 0.0,
-                 head: nn.Module | None = None) -> None:
-        super().__init__()
-        if head is None and num_classes < 1:
-            raise ValueError("Classifier needs a head, or num_classes for the classification head")
-        self.backbone = backbone
-        self.head = head if head is not None else nn.Sequential(nn.Dropout(dropout),
-                                                                nn.Linear(backbone.feature_dim, num_classes))
-        self.frozen_stages = 0
-        self.facts: dict[str, object] = {}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+if TYPE_CHECKING:
+    from harness.models.staged import StagedBackbone
 
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """How to build a backbone; torchvision ones also name their weights enum (input size, normalisation)."""
+    """How to build a backbone and how many stages the built network has (what `freeze_depth` counts, known
+    without building it); torchvision ones also name their weights enum (input size, normalisation)."""
 
     build: Callable[[object | None], StagedBackbone]
     description: str
+    stages: int
     torchvision_name: str | None = None
     min_size: int = 8
     task: str = "classification"  # what the network predicts: a classification backbone, or a detector
@@ -97,46 +35,19 @@ class BackboneInfo:
 BACKBONES: Registry[BackboneInfo] = Registry("backbone")
 
 
-# ---- own CIFAR-style residual networks (He et al. 2016, section 4.2) ----
+# ---- own CIFAR-style residual networks (He et al. 2016, section 4.2; harness.models.staged) ----
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+def cifar_backbone(depth: int, width: int, weights: object | None) -> StagedBackbone:
+    """An own CIFAR-style ResNet-`depth` of base width `width` (randomly initialised; `weights` unused)."""
+    from harness.models.staged import cifar_resnet
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-def cifar_resnet(depth: int, width: int = 16) -> StagedBackbone:
-    """ResNet-(6n+2) for small images: a 3x3 stem and three stages of n BasicBlocks (widths w, 2w, 4w)."""
-    n = (depth - 2) // 6
-    widths = [width, 2 * width, 4 * width]
-    stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-    stages: list[nn.Module] = [stem]
-    cin = width
-    for i, w in enumerate(widths):
-        blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1) for j in range(n)]
-        cin = w
-        stages.append(nn.Sequential(*blocks))
-    stages[-1] = nn.Sequential(stages[-1], nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    backbone = StagedBackbone(stages, widths[-1])
-    for m in backbone.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return backbone
+    return cifar_resnet(depth, width)
 
 
 def _register_cifar(name: str, depth: int, width: int = 16) -> None:
     BACKBONES.register(name)(BackboneInfo(
-        build=lambda weights: cifar_resnet(depth, width),
-        description=f"own CIFAR-style ResNet-{depth} (width {width}, 4 stages), fast on the CPU"))
+        build=functools.partial(cifar_backbone, depth, width),
+        description=f"own CIFAR-style ResNet-{depth} (width {width}, 4 stages), fast on the CPU", stages=4))
 
 
 for _name, _depth, _width in (("resnet8", 8, 16), ("resnet14", 14, 16), ("resnet20", 20, 16),
@@ -144,126 +55,46 @@ for _name, _depth, _width in (("resnet8", 8, 16), ("resnet14", 14, 16), ("resnet
     _register_cifar(_name, _depth, _width)
 
 
-# ---- torchvision models, cut into stages ----
+# ---- torchvision models, cut into stages (harness.models.staged.CUTS) ----
 
-def _resnet_stages(m: nn.Module) -> StagedBackbone:
-    stem = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool)
-    last = nn.Sequential(m.layer4, m.avgpool, nn.Flatten())
-    return StagedBackbone([stem, m.layer1, m.layer2, m.layer3, last], m.fc.in_features)
-
-
-def _split_at_pools(features: nn.Sequential) -> list[nn.Module]:
-    stages, current = [], []
-    for layer in features:
-        current.append(layer)
-        if isinstance(layer, nn.MaxPool2d):
-            stages.append(nn.Sequential(*current))
-            current = []
-    if current:
-        stages.append(nn.Sequential(*current))
-    return stages
-
-
-def _features_classifier_stages(m: nn.Module, group_by_pool: bool = False) -> StagedBackbone:
-    """Models with `features`, `avgpool` and `classifier`: the pretrained classifier minus its last layer
-    joins the final stage, so its layers transfer too."""
-    parts = _split_at_pools(m.features) if group_by_pool else list(m.features)
-    neck = list(m.classifier)[:-1]
-    flatten = [] if any(isinstance(x, nn.Flatten) for x in neck) else [nn.Flatten()]
-    last = nn.Sequential(parts[-1], m.avgpool, *flatten, *neck)
-    return StagedBackbone(parts[:-1] + [last], m.classifier[-1].in_features)
-
-
-class _ViTEmbed(nn.Module):
-    """Patch embedding, class token and position embedding of a torchvision VisionTransformer."""
-
-    def __init__(self, vit: nn.Module) -> None:
-        super().__init__()
-        self.vit_conv_proj = vit.conv_proj
-        self.class_token = vit.class_token
-        self.pos_embedding = vit.encoder.pos_embedding
-        self.dropout = vit.encoder.dropout
-        self.patch_size, self.image_size, self.hidden_dim = vit.patch_size, vit.image_size, vit.hidden_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        if (h, w) != (self.image_size, self.image_size):
-            raise ValueError(f"vit expects {self.image_size}x{self.image_size} images, got {h}x{w}")
-        p = self.patch_size
-        x = self.vit_conv_proj(x).reshape(n, self.hidden_dim, (h // p) * (w // p)).permute(0, 2, 1)
-        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
-        return self.dropout(x + self.pos_embedding)
-
-
-class _ClassToken(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, 0]
-
-
-def _vit_stages(m: nn.Module) -> StagedBackbone:
-    layers = list(m.encoder.layers)
-    last = nn.Sequential(layers[-1], m.encoder.ln, _ClassToken())
-    return StagedBackbone([_ViTEmbed(m)] + layers[:-1] + [last], m.hidden_dim)
-
-
-TORCHVISION = {
-    "resnet18": (_resnet_stages, "torchvision ResNet-18 (5 stages)"),
-    "resnet34": (_resnet_stages, "torchvision ResNet-34 (5 stages)"),
-    "resnet50": (_resnet_stages, "torchvision ResNet-50 (5 stages)"),
-    "alexnet": (lambda m: _features_classifier_stages(m, group_by_pool=True), "torchvision AlexNet (3 stages: two conv blocks, then convs + FC layers)"),
-    "vgg11_bn": (lambda m: _features_classifier_stages(m, group_by_pool=True), "torchvision VGG-11 with BatchNorm (5 stages)"),
-    "mobilenet_v3_small": (_features_classifier_stages, "torchvision MobileNetV3-Small (13 stages)"),
-    "efficientnet_b0": (_features_classifier_stages, "torchvision EfficientNet-B0 (9 stages)"),
-    "convnext_tiny": (_features_classifier_stages, "torchvision ConvNeXt-Tiny (8 stages)"),
-    "vit_b_16": (_vit_stages, "torchvision ViT-B/16 (embedding + 12 encoder blocks), 224x224 input"),
+# name: (cut, description, stages, min_size: the smallest input side its weights' metadata allows, at least 8)
+TORCHVISION: dict[str, tuple[str, str, int, int]] = {
+    "resnet18": ("resnet", "torchvision ResNet-18 (5 stages)", 5, 8),
+    "resnet34": ("resnet", "torchvision ResNet-34 (5 stages)", 5, 8),
+    "resnet50": ("resnet", "torchvision ResNet-50 (5 stages)", 5, 8),
+    "alexnet": ("features_by_pool", "torchvision AlexNet (3 stages: two conv blocks, then convs + FC layers)", 3, 63),
+    "vgg11_bn": ("features_by_pool", "torchvision VGG-11 with BatchNorm (5 stages)", 5, 32),
+    "mobilenet_v3_small": ("features", "torchvision MobileNetV3-Small (13 stages)", 13, 8),
+    "efficientnet_b0": ("features", "torchvision EfficientNet-B0 (9 stages)", 9, 8),
+    "convnext_tiny": ("features", "torchvision ConvNeXt-Tiny (8 stages)", 8, 32),
+    "vit_b_16": ("vit", "torchvision ViT-B/16 (embedding + 12 encoder blocks), 224x224 input", 13, 224),
 }
 
 
-def _register_torchvision(name: str, cut: Callable[[nn.Module], StagedBackbone], description: str) -> None:
-    min_size = get_model_weights(name).DEFAULT.meta.get("min_size", (1, 1))[0]
-    BACKBONES.register(name)(BackboneInfo(
-        build=lambda weights: cut(get_model(name, weights=weights)),
-        description=description, torchvision_name=name, min_size=max(int(min_size), 8)))
+def torchvision_backbone(name: str, cut: str, weights: object | None) -> StagedBackbone:
+    """torchvision's model `name` with `weights` (an enum member, or None), cut into stages."""
+    from harness.models.staged import cut_torchvision
+
+    return cut_torchvision(name, cut, weights)
 
 
-for _name, (_cut, _desc) in TORCHVISION.items():
-    _register_torchvision(_name, _cut, _desc)
-
-
-# ---- weights ----
-
-def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """load_state_dict with errors that name the first mismatching layer."""
-    own = module.state_dict()
-    for key, value in state.items():
-        if key not in own:
-            raise ConfigError(f"{origin}: layer '{key}' does not exist in this backbone")
-        if own[key].shape != value.shape:
-            raise ConfigError(f"{origin}: layer '{key}' has shape {tuple(value.shape)} in the checkpoint, "
-                              f"{tuple(own[key].shape)} in the backbone")
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise ConfigError(f"{origin}: layer '{missing[0]}' is missing from the checkpoint")
-    module.load_state_dict(state)
-
-
-def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts."""
-    params = list(module.parameters())
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
-
-
+for _name, (_cut, _desc, _stages, _min_size) in TORCHVISION.items():
+    BACKBONES.register(_name)(BackboneInfo(build=functools.partial(torchvision_backbone, _name, _cut),
+                                           description=_desc, stages=_stages, torchvision_name=_name,
+                                           min_size=_min_size))
 
 
 @functools.cache
 def backbone_parameters(name: str) -> int:
     """Parameters of a backbone without its head, from a copy built on the meta device (no memory, no weights)."""
+    import torch
+
+    from harness.models.staged import count_parameters
+
     with torch.device("meta"):
         return count_parameters(BACKBONES.get(name).build(None))[0]
 
 
-@functools.lru_cache(maxsize=None)
 def stage_count(name: str) -> int:
-    """How many stages a backbone has, from a copy built on the meta device (no memory, no weights)."""
-    with torch.device("meta"):
-        return BACKBONES.get(name).build(None).num_stages
+    """How many stages a backbone has, as its entry declares (tests/test_startup.py builds each to check)."""
+    return BACKBONES.get(name).stages

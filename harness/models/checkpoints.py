@@ -11,13 +11,14 @@ import hashlib
 import io
 import re
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 SOURCE_FORMAT = "harness-source/1"
 TEACHER_FORMAT = "harness-teacher/1"
@@ -55,6 +56,8 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 def write_file(path: Path, fmt: str, backbone: str, state_dict: dict[str, torch.Tensor], meta: dict[str, Any],
                **extra: Any) -> None:
     """torch.save the network file into memory, then write it atomically (fsynced, renamed)."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save({"format": fmt, "backbone": backbone, **extra,
                 "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta}, buffer)
@@ -63,6 +66,8 @@ def write_file(path: Path, fmt: str, backbone: str, state_dict: dict[str, torch.
 
 def read_file(path: Path, fmt: str, where: str, remedy: str) -> dict[str, Any]:
     """A network file of format `fmt`; `where` names the setting that pointed at it, `remedy` how to get one."""
+    import torch
+
     if not path.is_file():
         raise ConfigError(f"{where}: no such file")
     try:

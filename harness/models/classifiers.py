@@ -3,19 +3,23 @@ of a torchvision ImageNet model, or the head `harness pretrain` keeps in a sourc
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torchvision.models import get_model
+from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
 from harness.models.backbones import BACKBONES
 from harness.models.weights import LoadedWeights
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 CLASSIFIER_KEY = "classifier"  # the key of a source file that holds its head's weight and bias
 
 
 def last_linear(module: nn.Module) -> nn.Linear | None:
     """The last nn.Linear registered in a module (the classifier of every torchvision model and harness head)."""
+    from torch import nn
+
     layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
     return layers[-1] if layers else None
 
@@ -28,6 +32,9 @@ def classifier_state(head: nn.Module) -> dict[str, torch.Tensor] | None:
 
 def source_classifier(weights: LoadedWeights, network: str, feature_dim: int, spec: str) -> tuple[nn.Linear | None, str]:
     """(the network's own classifier, "") or (None, one line saying why it has none); `spec` names the weights."""
+    from torch import nn
+    from torchvision.models import get_model
+
     if weights.kind == "none":
         return None, f"weights '{spec}' are a randomly initialised network with no trained classifier"
     if weights.kind == "imagenet":

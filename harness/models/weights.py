@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import torch
-from torchvision.models import get_model_weights
 
 from harness.core.errors import ConfigError, NotHere
 from harness.data.preprocessing import Preprocessing
-from harness.models.backbones import BACKBONES, TORCHVISION, StagedBackbone, load_state_checked
+from harness.models.backbones import BACKBONES, TORCHVISION
 from harness.models.checkpoints import SOURCE_FORMAT, read_file
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.models.staged import StagedBackbone
 
 
 @dataclass
@@ -29,6 +32,8 @@ class LoadedWeights:
 
 def imagenet_weights(backbone: str) -> object:
     """The DEFAULT torchvision weights of a backbone, checked to be in the local torch cache."""
+    from torchvision.models import get_model_weights
+
     info = BACKBONES.get(backbone)
     if info.torchvision_name is None:
         raise ConfigError(f"weights='imagenet': backbone '{backbone}' has no ImageNet weights; "
@@ -43,6 +48,8 @@ def imagenet_weights(backbone: str) -> object:
 
 def fetch_imagenet_weights(backbone: str) -> Path:
     """Download a backbone's DEFAULT ImageNet weights into the torch cache (needs internet)."""
+    from torchvision.models import get_model_weights
+
     info = BACKBONES.get(backbone)
     if info.torchvision_name is None:
         raise ConfigError(f"fetch: backbone '{backbone}' has no ImageNet weights (only torchvision backbones do)")
@@ -56,6 +63,8 @@ def fetch_imagenet_weights(backbone: str) -> Path:
 
 def weights_file(enum: object) -> Path:
     """Where torchvision caches a weights enum's file (the torch hub checkpoints folder)."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(enum.url).path).name
 
 
@@ -98,6 +107,8 @@ def read_checkpoint(path: str, backbone: str | None = None) -> LoadedWeights:
 
 def build_backbone(name: str, weights: LoadedWeights) -> StagedBackbone:
     """A StagedBackbone with its weights loaded."""
+    from harness.models.staged import load_state_checked
+
     info = BACKBONES.get(name)
     backbone = info.build(weights.weights_enum)
     if weights.state_dict is not None:

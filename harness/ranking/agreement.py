@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 
 def _pairs(estimates: Sequence[float], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -19,6 +18,8 @@ def _pairs(estimates: Sequence[float], scores: Sequence[float]) -> tuple[np.ndar
 def weighted_tau(estimates: Sequence[float], scores: Sequence[float]) -> float:
     """scipy.stats.weightedtau: Kendall's tau where swaps among the top candidates (by either ranking) weigh
     more; NaN with fewer than two candidates or when either side is constant."""
+    from scipy import stats
+
     e, s = _pairs(estimates, scores)
     if len(e) < 2 or np.ptp(e) == 0 or np.ptp(s) == 0:
         return math.nan
@@ -27,6 +28,8 @@ def weighted_tau(estimates: Sequence[float], scores: Sequence[float]) -> float:
 
 def spearman_rho(estimates: Sequence[float], scores: Sequence[float]) -> float:
     """Spearman's rank correlation; NaN with fewer than two candidates or when either side is constant."""
+    from scipy import stats
+
     e, s = _pairs(estimates, scores)
     if len(e) < 2 or np.ptp(e) == 0 or np.ptp(s) == 0:
         return math.nan

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 ALPHA = 0.05
 BEST = "best"
@@ -48,12 +47,16 @@ def mean_confidence_interval(values: Sequence[float | None], confidence: float =
 def t_quantile(q: float, df: int) -> float:
     """Student's t quantile (scipy's t.ppf), computed once per (q, df): a leaderboard of thousands of cells asks
     for the same few."""
+    from scipy import stats
+
     return float(stats.t.ppf(q, df))
 
 
 def welch_p_value(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     """Two-sided Welch t-test (scipy's ttest_ind, equal_var=False) on the finite values. NaN below two values
     a side; two constant samples give 1.0 when equal, else 0.0."""
+    from scipy import stats
+
     a, b = finite(a), finite(b)
     if len(a) < 2 or len(b) < 2:
         return float("nan")
@@ -67,6 +70,8 @@ def welch_p_value(a: Sequence[float | None], b: Sequence[float | None]) -> float
 def paired_p_value(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     """Two-sided paired t-test (scipy's ttest_rel) over the positions finite on both sides. NaN below two
     pairs; constant differences give 1.0 when they are zero, else 0.0."""
+    from scipy import stats
+
     x = np.asarray([np.nan if v is None else v for v in a], dtype=float)
     y = np.asarray([np.nan if v is None else v for v in b], dtype=float)
     if x.shape != y.shape:
@@ -137,6 +142,8 @@ def verdict(is_best: bool, comparison: Comparison, p_holm: float, alpha: float =
 def nemenyi_q(k: int, alpha: float = ALPHA) -> float:
     """Critical value q_alpha of the Nemenyi test for k entries: the studentized range quantile (infinite
     degrees of freedom) over sqrt(2), as tabled by Demsar 2006 (k=2: 1.960, k=3: 2.343, k=10: 3.164)."""
+    from scipy import stats
+
     return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
 
 
@@ -184,6 +191,8 @@ class Friedman:
 def friedman(scores: pd.DataFrame, alpha: float = ALPHA) -> Friedman:
     """Friedman test (scipy's friedmanchisquare) of a scores table (rows: entries, columns: datasets, higher
     is better) over the entries with a score on every dataset; needs 3 datasets and 3 such entries."""
+    from scipy import stats
+
     datasets = [str(c) for c in scores.columns]
     if len(datasets) < 3:
         return Friedman(datasets=datasets, alpha=alpha,

@@ -16,7 +16,6 @@ from harness.data.root import runtime_env_vars
 from harness.train.federation import ClientTask, ClientUpdate
 from harness.train.loop import ClientRunner, Prepared, client_update, prepare
 
-CLIENT_PARALLELISM = ("sequential", "ray")
 _PREPARED: dict[str, Prepared] = {}  # per worker process: the last run a client task prepared
 
 

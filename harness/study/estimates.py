@@ -9,8 +9,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
 from harness.models.backbones import BACKBONES
@@ -19,18 +18,9 @@ from harness.ranking import ESTIMATORS
 from harness.results.records import EstimateRecord
 from harness.results.store import RunStore
 from harness.study.plan import EstimateJob
-from harness.train.estimates import (
-    CandidateScores,
-    feature_config,
-    feature_dtype,
-    feature_slices,
-    finish_features,
-    forward_slice,
-    prepare_features,
-    score_candidate,
-    score_features,
-)
-from harness.train.loop import pick_device
+
+if TYPE_CHECKING:
+    from harness.train.estimates import CandidateScores
 
 Log = Callable[[str], None]
 
@@ -66,6 +56,8 @@ def score(candidate: Candidate, dataset: str, samples_per_class: int = 0, split_
           estimators: list[str] | None = None, job: str = "", subset_seed: int = 0, precision: str = "auto"
           ) -> EstimateRecord:
     """Every estimator's score of one candidate for the target's training split (the test split stays sealed)."""
+    from harness.train.estimates import feature_config, score_candidate
+
     config = feature_config(dataset, candidate.backbone, candidate.weights, samples_per_class, split_seed=split_seed,
                             subset_seed=subset_seed)
     return _record(candidate, dataset, samples_per_class, score_candidate(config, estimators, precision), job)
@@ -87,6 +79,12 @@ def rank(dataset: str, entries: list[str], backbone: str | None = None, samples_
     thread) each run one thread's forward passes over slices of the candidates' splits: a small network's
     convolutions gain little from a second thread, so side by side they nearly halve the wall time. On a GPU one
     pass runs at a time."""
+    import torch
+
+    from harness.train.estimates import (feature_config, feature_dtype, feature_slices, finish_features,
+                                         forward_slice, prepare_features, score_features)
+    from harness.train.loop import pick_device
+
     for name in estimators or ():
         ESTIMATORS.get(name)
     feature_dtype(precision, torch.device("cpu"))

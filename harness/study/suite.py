@@ -21,13 +21,13 @@ from harness.models.checkpoints import checkpoint_identity
 from harness.results.records import target_label
 from harness.core.federation import SETTING_KEYS, setting
 from harness.methods.federated import FederatedArgs
-from harness.study.clients import CLIENT_PARALLELISM
 from harness.study.spaces import Dist, method_space, parse_space, resolve_stages, space_to_data, spaces_dir, trial_count
 
 ALGORITHMS = ("random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo")
 HEADLINE = "headline"  # the search metric that means `val_` + each dataset's headline metric
 FINAL_VARY = ("init", "subset", "split")
+CLIENT_PARALLELISM = ("sequential", "ray")  # where a federated run's clients train (harness.study.clients)
 
 
 @dataclass

@@ -9,15 +9,16 @@ import os
 import tempfile
 from pathlib import Path
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from harness.train.loop import Hooks, train_loop
 from harness.core.jsonio import dumps
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.data.root import use_data_root, use_teachers_dir
-from harness.study.clients import ray_clients
 from harness.study.suite import Resources
+
+if TYPE_CHECKING:
+    from harness.train.loop import Hooks
 
 RUNNER_KEY = "_runner"
 TRIAL_FUNCTION_CPU = 0.01  # what a multi-worker trial's own function holds; its workers' share is reduced by it
@@ -157,6 +158,9 @@ def tune_trial(config: dict[str, Any]) -> None:
     A deterministic error is reported as the trial's last row (status error); a lost process, actor or node
     is raised, so that Tune retries the trial."""
     from ray import tune
+
+    from harness.study.clients import ray_clients
+    from harness.train.loop import Hooks, train_loop
 
     config = unpack(config)
     runner = config.pop(RUNNER_KEY)
@@ -320,6 +324,8 @@ def worker_hooks() -> Hooks:
     import ray.train
     import ray.train.torch
 
+    from harness.train.loop import Hooks
+
     context = ray.train.get_context()
     return Hooks(prepare_model=ray.train.torch.prepare_model, prepare_loader=ray.train.torch.prepare_data_loader,
                  device=ray.train.torch.get_device(), world_size=context.get_world_size(),
@@ -345,6 +351,8 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
     import torch
+
+    from harness.train.loop import train_loop
 
     torch.set_num_threads(max(1, int(loop_config["cpus"])))
     use_teachers_dir(loop_config.get("teachers"))

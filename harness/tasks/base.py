@@ -6,17 +6,19 @@ so a second task (detection) is one more registered entry."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Callable
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
-from harness.data.bundle import AnySplit, DatasetBundle
 from harness.models.backbones import BACKBONES
 
-Predict = Callable[[AnySplit], torch.Tensor]  # the network's outputs for a split's inputs, in order
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+    from harness.data.bundle import AnySplit, DatasetBundle
+
+Predict = Callable[["AnySplit"], "torch.Tensor"]  # the network's outputs for a split's inputs, in order
 
 
 def outputs_and_labels(predict: Predict, split: AnySplit) -> tuple[torch.Tensor, torch.Tensor]:

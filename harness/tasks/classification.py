@@ -5,14 +5,15 @@ maths)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn as nn
-from sklearn import metrics as skm
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 from harness.tasks.base import Task, register
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
 
 ECE_BINS = 15
 CONFUSION_MAX_CLASSES = 100  # above this the matrix (classes squared counts) is left out of the records
@@ -20,17 +21,25 @@ CONFUSION_MAX_CLASSES = 100  # above this the matrix (classes squared counts) is
 
 def linear_head(feature_dim: int, num_classes: int, dropout: float) -> nn.Module:
     """Dropout, then a linear layer from the features to one logit per class."""
+    import torch.nn as nn
+
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
 
 
 def cross_entropy(label_smoothing: float) -> nn.Module:
     """Cross-entropy on logits; takes class indices or class probabilities (MixUp/CutMix targets)."""
+    import torch.nn as nn
+
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, object]:
     """Accuracy, top-5, macro-F1, macro one-vs-rest ROC AUC, NLL, ECE, per-class accuracy and (up to
     CONFUSION_MAX_CLASSES classes) the confusion matrix (rows: true class, columns: predicted) of one split."""
+    import torch
+    from sklearn import metrics as skm
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
     logits = logits.detach().float().cpu()
     labels = labels.detach().long().cpu()
     probs = torch.softmax(logits, dim=1)
@@ -57,6 +66,8 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
 
 def _roc_auc(y: np.ndarray, p: np.ndarray, classes: list[int]) -> float:
     """Macro one-vs-rest AUC over the classes present; NaN when fewer than two are present."""
+    from sklearn import metrics as skm
+
     present = np.unique(y)
     if len(present) < 2:
         return float("nan")

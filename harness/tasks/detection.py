@@ -9,16 +9,15 @@ COCO ignores), and the per-class APs."""
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import ConfigError
-from harness.data.boxes import collate_detection
 from harness.models.detectors import build_detector
 from harness.tasks.base import Predict, Task, register
-from harness.tasks.voc_ap import voc_ap
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 UNUSED = ("dropout", "label_smoothing", "mixup", "cutmix")
 
@@ -29,12 +28,16 @@ def no_head(feature_dim: int, num_classes: int, dropout: float) -> nn.Module:
 
 def detector_losses(label_smoothing: float) -> nn.Module:
     """The detector computes its own losses; this criterion sums them."""
-    return _SumLosses()
+    from harness.models.detector_nets import SumLosses
+
+    return SumLosses()
 
 
-class _SumLosses(nn.Module):
-    def forward(self, losses: dict[str, torch.Tensor], targets: Any = None) -> torch.Tensor:
-        return sum(losses.values())
+def collate_detection(batch: list[Any]) -> Any:
+    """A batch of detection images and targets as lists (harness.data.boxes)."""
+    from harness.data.boxes import collate_detection as collate
+
+    return collate(batch)
 
 
 def detection_loss(net: nn.Module, x: Any, y: Any, criterion: nn.Module) -> torch.Tensor:
@@ -50,6 +53,8 @@ def predictions_and_targets(predict: Predict, split: Any) -> tuple[list[dict], l
 def detection_metrics(preds: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]],
                       num_classes: int) -> dict[str, object]:
     """map50 (VOC07 11-point), map50_area (all-point), COCO map and map75, per-class APs of one split."""
+    from harness.tasks.voc_ap import voc_ap
+
     preds = [{k: v.detach().float().cpu() if k != "labels" else v.detach().long().cpu() for k, v in p.items()}
              for p in preds]
     map50, per_class = voc_ap(preds, targets, num_classes)
@@ -62,6 +67,7 @@ def detection_metrics(preds: list[dict[str, torch.Tensor]], targets: list[dict[s
 
 def coco_map(preds: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     """COCO's mAP@[.5:.95] and mAP@.75 (torchmetrics, pycocotools backend); difficult objects as crowd regions."""
+    import torch
     from torchmetrics.detection import MeanAveragePrecision
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
@@ -18,7 +18,9 @@ from harness.methods.base import Preparation
 from harness.models.classifiers import CLASSIFIER_KEY, classifier_state
 from harness.models.checkpoints import SOURCE_FORMAT, TEACHER_FORMAT, network_path, write_file
 from harness.models.weights import read_checkpoint
-from harness.train.loop import FitResult, check_names, fit
+
+if TYPE_CHECKING:
+    from harness.train.loop import FitResult
 
 DEFAULT_DIR = Path("results") / "sources"
 Log = Callable[[str], None]
@@ -37,6 +39,8 @@ def source_path(config: TrialConfig, out_dir: Path | str = DEFAULT_DIR) -> Path:
 
 
 def _train(config: TrialConfig, what: str, log: Log | None) -> FitResult:
+    from harness.train.loop import fit
+
     result = fit(config, log=log)
     if result.summary["status"] != "ok":
         raise ConfigError(f"lr={config.lr}: the {what} ({config.backbone} on {config.dataset}) diverged "
@@ -91,6 +95,8 @@ def run_preparation(job: Preparation, log: Log | None = None) -> tuple[Path, boo
 def prepare(config: TrialConfig, log: Log | None = None) -> None:
     """Everything `config`'s method needs trained before it runs (for one-off runs such as `harness train`),
     after the config's names are checked (a method refusing the dataset's task trains nothing first)."""
+    from harness.train.checks import check_names
+
     check_names(config)
     job = METHODS.get(config.method).preparation(config)
     if job is not None:

@@ -9,14 +9,12 @@ from typing import Any, Callable
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.data.catalog import CATALOG, missing_files
-from harness.data.registry import parse_spec, spec_options
+from harness.data.registry import DATASETS, dataset_task, parse_spec, spec_options
 from harness.methods import METHODS
-from harness.models.backbones import stage_count
+from harness.models.backbones import BACKBONES, stage_count
 from harness.models.classifiers import lacks_classifier
 from harness.models.weights import LoadedWeights, load_weights
-from harness.tasks import task_of
-from harness.train.inputs import load_data
-from harness.train.loop import check_names
+from harness.tasks import task_named, task_of
 
 Memo = dict[tuple[Any, ...], Any]
 
@@ -31,6 +29,15 @@ def _once(memo: Memo, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
     if isinstance(memo[key], ConfigError):
         raise memo[key]
     return memo[key]
+
+
+def check_names(config: TrialConfig) -> None:
+    """Fail fast, before any data is loaded, on unknown names, weights a method cannot take and knobs of
+    other methods."""
+    DATASETS.get(parse_spec(config.dataset)[0])
+    BACKBONES.get(config.backbone)
+    METHODS.get(config.method).check_config(config)
+    task_named(dataset_task(config.dataset), f"dataset '{config.dataset}'").check_config(config)
 
 
 def data_on_disk(spec: str) -> bool:
@@ -49,6 +56,8 @@ def run_problems(config: TrialConfig, memo: Memo | None = None,
     method's knobs against the backbone's stages (and the same for what the method trains first, a teacher).
     `memo` shares loaded weights and data between calls; `planned` maps checkpoint weights that a study
     writes before the run (its source networks) to the backbone they will hold."""
+    from harness.train.inputs import load_data
+
     memo = {} if memo is None else memo
     try:
         check_names(config)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from harness.models.backbones import count_parameters
+from harness.models.staged import count_parameters
 
 
 @dataclass

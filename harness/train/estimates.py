@@ -19,7 +19,8 @@ from harness.models.classifiers import source_classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
 from harness.ranking import ESTIMATORS, Observation, Refused, estimate
 from harness.train.inputs import eval_batch, load_data, predict
-from harness.train.loop import amp_dtype, check_names, pick_device, seed_everything
+from harness.train.checks import check_names
+from harness.train.loop import amp_dtype, pick_device, seed_everything
 
 PRECISIONS = ("auto", "bf16", "fp32")
 

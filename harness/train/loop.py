@@ -33,13 +33,13 @@ from harness.data.batches import TensorBatches
 from harness.data.bundle import AnySplit, DatasetBundle, Split
 from harness.data.files import FileSplit
 from harness.data.preprocessing import Preprocessing
-from harness.data.registry import DATASETS, dataset_task, parse_spec
 from harness.methods import METHODS
 from harness.methods.objective import MethodContext, Objective, l1_penalty
-from harness.models.backbones import BACKBONES, Classifier
+from harness.models.staged import Classifier
 from harness.models.classifiers import require_classifier
 from harness.models.weights import LoadedWeights, build_backbone, load_weights
-from harness.tasks import Task, task_named, task_of
+from harness.tasks import Task, task_of
+from harness.train.checks import check_names
 from harness.train.compiling import compile_model, compiled_graphs
 from harness.train.cost import CostMeter
 from harness.train.federation import ClientTask, ClientUpdate, Federation
@@ -198,15 +198,6 @@ def untrained_scores(p: Prepared) -> dict[str, dict[str, Any]]:
     splits = [s for s, wanted in (("val", not p.config.train_on_val), ("test", p.config.evaluate_test)) if wanted]
     return {s: {f"untrained_{k}": v for k, v in evaluate(p, s).items() if not isinstance(v, (list, dict))}
             for s in splits}
-
-
-def check_names(config: TrialConfig) -> None:
-    """Fail fast, before any data is loaded, on unknown names, weights a method cannot take and knobs of
-    other methods."""
-    DATASETS.get(parse_spec(config.dataset)[0])
-    BACKBONES.get(config.backbone)
-    METHODS.get(config.method).check_config(config)
-    task_named(dataset_task(config.dataset), f"dataset '{config.dataset}'").check_config(config)
 
 
 def seed_everything(seed: int) -> torch.Generator:
