@@ -117,7 +117,8 @@ def test_tensorboard_event_files_hold_the_searched_metric(tiny_run):
     run_dir, _ = tiny_run
     trials = records_of(run_dir, TrialRecord)
     files = {p.parent.name: p for p in (run_dir / "tune").glob("search-*/trial_*/events.out.tfevents.*")}
-    assert len(files) == len(trials) == 4
+    # the shared Tuner's folder holds its search trials and the final runs that followed each cell's search
+    assert len(files) == len(trials) + len(records_of(run_dir, FinalRecord)) == 8 and len(trials) == 4
     for t in trials:
         values = [v for _, v in sorted(scalars(files[f"trial_{t.trial_id}"])["ray/tune/val_accuracy"])]
         assert values == pytest.approx([h["val_accuracy"] for h in t.history])
