@@ -14,13 +14,12 @@ from typing import Any, Callable
 
 from harness.core.config import TrialConfig
 from harness.data.catalog import final_trains_on_val
-from harness.data.registry import headline_metric
 from harness.results.records import FinalRecord, TrialRecord
 from harness.results.store import RunStore
 from harness.study.progress import Progress
 from harness.study import interrupt
 from harness.study.packing import packed_resources
-from harness.study.search import (Claim, cell_fields, joined_resources, make_tuner, max_concurrency, outcome, results_with_trials,
+from harness.study.search import (Claim, cell_fields, test_metric, joined_resources, make_tuner, max_concurrency, outcome, results_with_trials,
                                   runner_fields, trial_callback)
 from harness.study.suite import Cell
 from harness.study.tracking import Tracking
@@ -109,11 +108,6 @@ def run_finals(jobs: list[FinalJob], store: RunStore, storage: str, progress: Pr
             break
         records += store.append(_run_group(group, storage, report, verbose, claim, tracking))
     return records
-
-
-def test_metric(cell: Cell) -> str:
-    """What a final run's progress line shows: its headline test score (the leaderboard's ranking metric)."""
-    return f"test_{headline_metric(cell.dataset.name)}"
 
 
 def final_record(job: FinalJob, result: Any, trial: Any = None) -> FinalRecord:

@@ -309,6 +309,11 @@ def cell_fields(cell: Cell) -> dict[str, Any]:
             "method": cell.method, "backbone": cell.backbone.name, "weights": cell.weights}
 
 
+def test_metric(cell: Cell) -> str:
+    """What a final run's progress line shows: its headline test score (the leaderboard's ranking metric)."""
+    return f"test_{headline_metric(cell.dataset.name)}"
+
+
 def outcome(result: Any, ended: bool = True) -> tuple[str, dict[str, Any] | None, str | None]:
     """(status, the training loop's summary if it reported one, error message) of one Tune result. A trial
     that did not end (`ended`: its Tuner was stopped first) or failed by a stop is `interrupted`; one that
@@ -440,7 +445,7 @@ def search_shared(cells: list[Cell], storage: str, sink: TrialSink, parallel: in
     t0 = time.time()
     name, restore = experiment or (shared_name(cells), False)
     metrics = {c.cell_id: c.search.metric for c in cells}
-    metrics.update({FINAL_PREFIX + c.cell_id: f"test_{headline_metric(c.dataset.name)}" for c in cells})
+    metrics.update({FINAL_PREFIX + c.cell_id: test_metric(c) for c in cells})
     everything_that_fits = max_concurrency(resources, 0) or 0
     searcher = CellsSearch(parts, parallel, {c.cell_id: (c.search.metric, c.search.mode) for c in cells}, finals,
                            everything_that_fits)
@@ -569,7 +574,7 @@ def search_cells(todo: list[tuple[int, Cell]], storage: str, progress: Progress,
         if seed is not None:
             finals_done[i] += 1
             progress.trial_done(f"[final] {cell.label} seed {seed}", f"final {finals_done[i]}/{cell.final_seeds}",
-                                status, f"test_{headline_metric(cell.dataset.name)}", value, seconds)
+                                status, test_metric(cell), value, seconds)
             return
         done[i] += 1
         progress.trial_done(progress.cell(i, cell.label), f"search {done[i]}/{cell.num_trials}",
