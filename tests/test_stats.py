@@ -111,6 +111,29 @@ def test_nemenyi_q_reproduces_demsars_table(k, q):
     assert stats.nemenyi_q(k) == pytest.approx(q, abs=1e-3)
 
 
+@pytest.mark.parametrize("k", [2, 3, 7, 20, 50])
+@pytest.mark.parametrize("alpha", [0.05, 0.10])
+def test_nemenyi_q_is_scipys_studentized_range_at_infinite_df(k, alpha):
+    expected = sp.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    assert stats.nemenyi_q(k, alpha) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_friedman_chi2_is_scipys_with_ties_in_every_block(seed):
+    values = np.random.default_rng(seed).integers(0, 4, size=(5, 6)).astype(float)  # k=5 entries, n=6 blocks
+    res = sp.friedmanchisquare(*values)
+    assert stats.friedman_chi2(values) == pytest.approx((res.statistic, res.pvalue), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_t_tests_are_scipys_on_random_samples(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0.8, 0.05, 5), rng.normal(0.78, 0.02, 4)
+    assert stats.welch_p_value(a, b) == pytest.approx(sp.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-10)
+    assert stats.paired_p_value(a[:4], b) == pytest.approx(sp.ttest_rel(a[:4], b).pvalue, rel=1e-10)
+    assert stats.t_quantile(0.975, 3) == pytest.approx(sp.t.ppf(0.975, 3), rel=1e-12)
+
+
 def test_critical_difference_formula():
     assert stats.critical_difference(4, 14) == pytest.approx(stats.nemenyi_q(4) * math.sqrt(4 * 5 / (6 * 14)))
     assert stats.critical_difference(4, 14) == pytest.approx(1.25, abs=0.01)  # Demsar 2006, section 3.2.4
