@@ -5,7 +5,7 @@ run store, its progress line, then `harness status` and the leaderboard over the
 microseconds per trial, so growth beyond linear shows as a rising figure. (b) With --ray, `harness run` of one
 linear-probe cell of N one-epoch trials on few-shot digits (a resnet8 source pretrained first, 1 final seed):
 trials per second, and the harness's time per trial excluding training, (wall - trial-seconds / slots) / trials,
-at each N.
+at each N, and what each trial beyond the smaller run cost (the start-up common to both cancels out there).
 Usage: python bench/bench_flat_overhead.py [--sizes 50 200 1000] [--ray --trials 50 200]
 """
 
@@ -100,12 +100,19 @@ def main() -> None:
         return
     print("(b) harness run: one linear-probe cell of one-epoch trials on digits:5-9@10/class")
     slots = max(1, os.cpu_count() or 1)
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
+        harness_run(Path(tmp), 2)  # pretrains the source network the timed runs share, and warms the disk cache
         for n in args.trials:
             wall, trial_seconds, ran = harness_run(Path(tmp), n)
             own = (wall - trial_seconds / slots) / ran
+            runs.append((wall, trial_seconds, ran))
             print(f"  {n:>4} trials (+1 final): {wall:6.1f}s wall, {ran / wall:.2f} trials/s, training "
                   f"{trial_seconds:.1f} trial-s, harness and Ray {own:.2f}s/trial beyond training", flush=True)
+    for (w0, s0, n0), (w1, s1, n1) in zip(runs, runs[1:]):
+        extra = (w1 - w0 - (s1 - s0) / slots) / (n1 - n0)
+        print(f"  from {n0} to {n1} runs: each extra trial cost {(w1 - w0) / (n1 - n0):.2f}s wall, "
+              f"{extra:.2f}s of it beyond training (the fixed start-up cancels out)")
 
 
 if __name__ == "__main__":
