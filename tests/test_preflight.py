@@ -4,13 +4,16 @@ missing here listed without failing, and every shipped suite planned offline."""
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import yaml
 
 from harness.cli import main
+from harness.study.gpus import gpu_count, plainly_none
 from harness.study.plan import build_plan
-from harness.study.preflight import MAX_COMBINATIONS, bound_configs, extremes, preflight
+from harness.study.preflight import (MAX_COMBINATIONS, bound_configs, extremes, local_resources, needs_gpus,
+                                     preflight)
 from harness.study.spaces import Dist
 from harness.study.suite import cells, suite_from_dict, suites_dir
 
@@ -90,3 +93,36 @@ def test_every_shipped_suite_plans_offline(suite, tmp_path, capsys):
     assert main(["run", "--dry-run", "--suite", suite, "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr()
     assert "total:" in out.out and "error" not in out.err
+
+
+@pytest.mark.parametrize("nodes,visible,none", [
+    ((), None, True), (("nvidiactl", "nvidia-uvm"), None, True), (("nvidia0",), None, False),
+    (("dxg",), None, False), (("kfd",), None, False), (("nvidia0",), "", True), (("nvidia0", "nvidia1"), "-1", True),
+    (("nvidia0",), " -1 ", True), (("nvidia0",), "0", False), ((), "0", True)])
+def test_no_gpu_is_plain_without_a_device_node_or_with_every_gpu_hidden(nodes, visible, none, tmp_path):
+    for node in nodes:
+        (tmp_path / node).touch()
+    assert plainly_none(tmp_path, {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}) is none
+
+
+def test_gpus_are_counted_by_torch_only_where_there_may_be_some(tmp_path, monkeypatch):
+    import torch
+
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "nvidia0").touch()
+    (tmp_path / "cpu").mkdir()
+    assert gpu_count(tmp_path / "gpu", {}) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    monkeypatch.setitem(sys.modules, "torch", None)  # from here on, importing torch fails
+    assert gpu_count(tmp_path / "cpu", {}) == 0 and gpu_count(tmp_path / "gpu", {"CUDA_VISIBLE_DEVICES": ""}) == 0
+    with pytest.raises(ImportError):
+        gpu_count(tmp_path / "gpu", {})
+
+
+def test_gpus_are_counted_only_for_a_plan_whose_trials_ask_for_one(monkeypatch):
+    plan = build_plan(suite_from_dict(BASE, "test"), "/tmp/nowhere")
+    gpu_plan = build_plan(suite_from_dict({**BASE, "resources": {"gpus_per_trial": 0.5}}, "test"), "/tmp/nowhere")
+    assert not needs_gpus(plan) and needs_gpus(gpu_plan)
+    counted: list[int] = []
+    monkeypatch.setattr("harness.study.preflight.gpu_count", lambda: counted.append(2) or 2)
+    assert local_resources(count_gpus=False)[1] == 0 and not counted
+    assert local_resources(count_gpus=True)[1] == 2 and counted == [2]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
+from harness.data.classes import check_few_shot_task, subset_classes
 from harness.data.root import data_root
 
 if TYPE_CHECKING:
@@ -90,15 +91,9 @@ def _base(spec: str, split_seed: int, root: str) -> DatasetBundle:
     from harness.data.splits import class_subset
 
     name, arg, _ = parse_spec(spec)
-    needs_path = name in PATH_DATASETS
     bundle = _call_with_options(spec, name, split_seed, root)
-    if not needs_path and arg is not None:
-        if bundle.task != "classification":
-            raise ConfigError(f"dataset '{spec}': class subsets (':{arg}') are for classification datasets")
-        try:
-            bundle = class_subset(bundle, arg)
-        except ConfigError as e:
-            raise ConfigError(f"dataset '{spec}': {e}") from None
+    if name not in PATH_DATASETS and arg is not None:
+        bundle = class_subset(bundle, subset_classes(spec, arg, bundle.task, bundle.class_names))
     return replace(bundle, name=spec)
 
 
@@ -119,9 +114,7 @@ def derive(bundle: DatasetBundle, samples_per_class: int = 0, seed: int = 0, ima
     from harness.data.splits import few_shot, resize
 
     if samples_per_class:
-        if bundle.task != "classification":
-            raise ConfigError(f"dataset '{bundle.name}': samples_per_class={samples_per_class}: few-shot subsets are "
-                              f"for classification datasets (a {bundle.task} image holds several classes)")
+        check_few_shot_task(bundle.name, bundle.task, samples_per_class)
         bundle = few_shot(bundle, samples_per_class, seed, val_per_class)
     if image_size and (image_size != bundle.image_size or not bundle.in_memory):
         bundle = resize(bundle, image_size, resize_size)

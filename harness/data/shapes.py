@@ -224,15 +224,20 @@ def _render(rng: np.random.Generator, name: str, size: int, yy: np.ndarray, xx: 
     return np.rint(image * 255).clip(0, 255).astype(np.uint8).transpose(2, 0, 1)
 
 
+def check_shapes_args(per_class: int, size: int) -> None:
+    """What `generate_shapes` refuses: fewer than one image per class, images smaller than MIN_SIZE."""
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise ConfigError(f"per_class={per_class!r}: must be an integer >= 1")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
+        raise ConfigError(f"size={size!r}: must be an integer >= {MIN_SIZE}")
+
+
 def generate_shapes(per_class: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Return (images uint8 array of shape (N, 3, size, size), labels int64 array of shape (N,)), N = per_class * len(SHAPE_CLASSES).
 
     Classes are balanced and shuffled by the seed; the output depends only on (per_class, size, seed).
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ConfigError(f"per_class={per_class!r}: must be an integer >= 1")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ConfigError(f"size={size!r}: must be an integer >= {MIN_SIZE}")
+    check_shapes_args(per_class, size)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.repeat(np.arange(len(SHAPE_CLASSES), dtype=np.int64), per_class))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,6 +12,8 @@ from sklearn.model_selection import train_test_split
 
 from harness.core.errors import ConfigError
 from harness.data.bundle import AnySplit, DatasetBundle, Split
+from harness.data.classes import check_few_shot_size
+
 
 def stratified_splits(labels: np.ndarray, val: float, test: float, seed: int) -> tuple[np.ndarray, ...]:
     """Indices of train / val / test, stratified by label and deterministic for a seed."""
@@ -51,33 +54,11 @@ def bundle_from_arrays(name: str, images: torch.Tensor, labels: torch.Tensor, cl
 
 
 
-def parse_classes(arg: str, class_names: tuple[str, ...]) -> list[int]:
-    """Class indices from `0-4`, `1,3,5`, `2-4,7` or class names such as `circle,star`."""
-    chosen: list[int] = []
-    for part in filter(None, arg.split(",")):
-        if part in class_names:
-            chosen.append(class_names.index(part))
-            continue
-        lo, dash, hi = part.partition("-")
-        try:
-            rng = range(int(lo), int(hi) + 1) if dash else [int(part)]
-        except ValueError:
-            raise ConfigError(f"class subset '{arg}': '{part}' is neither a class name nor an index range; "
-                              f"classes: {', '.join(class_names)}") from None
-        for i in rng:
-            if not 0 <= i < len(class_names):
-                raise ConfigError(f"class subset '{arg}': index {i} out of range 0-{len(class_names) - 1}")
-            chosen.append(i)
-    if len(set(chosen)) < 2:
-        raise ConfigError(f"class subset '{arg}': needs at least 2 distinct classes")
-    return list(dict.fromkeys(chosen))
-
-
-def class_subset(bundle: DatasetBundle, arg: str) -> DatasetBundle:
-    """Keep only the chosen classes in every split, re-indexing labels 0..k-1 in the order given."""
-    chosen = parse_classes(arg, bundle.class_names)
+def class_subset(bundle: DatasetBundle, chosen: Sequence[int]) -> DatasetBundle:
+    """Keep only the chosen classes (indices, see harness.data.classes.subset_classes) in every split,
+    re-indexing labels 0..k-1 in the order given."""
     lookup = torch.full((bundle.num_classes,), -1, dtype=torch.long)
-    lookup[torch.tensor(chosen)] = torch.arange(len(chosen))
+    lookup[torch.tensor(list(chosen))] = torch.arange(len(chosen))
 
     def keep(s: AnySplit) -> AnySplit:
         new = lookup[s.labels]
@@ -92,22 +73,13 @@ def few_shot(bundle: DatasetBundle, samples_per_class: int, seed: int, val_per_c
     """A stratified, seed-deterministic few-shot draw: `samples_per_class` training images per class and
     `val_per_class` validation images per class (0: as many as training, -1: the whole validation split), so
     that hyperparameters are tuned on as little labelled data as the target offers. Test is untouched."""
-    smallest = smallest_class(bundle.train, bundle.num_classes)
-    if samples_per_class > smallest[1]:
-        raise ConfigError(f"samples_per_class={samples_per_class}: dataset '{bundle.name}' has {smallest[1]} training "
-                          f"images in its smallest class ('{bundle.class_names[smallest[0]]}'); allowed 0-"
-                          f"{smallest[1]} (0: all)")
+    counts = np.bincount(bundle.train.labels.numpy(), minlength=bundle.num_classes)
+    check_few_shot_size(bundle.name, bundle.class_names, counts, samples_per_class)
     rng = np.random.default_rng(seed)
     train = _per_class(bundle.train, bundle.num_classes, samples_per_class, rng)
     k = samples_per_class if val_per_class == 0 else val_per_class
     val = bundle.val if k < 0 else _per_class(bundle.val, bundle.num_classes, k, rng)
     return replace(bundle, train=train, val=val)
-
-
-def smallest_class(split: AnySplit, num_classes: int) -> tuple[int, int]:
-    """(class index, image count) of the class with the fewest images in `split`."""
-    counts = np.bincount(split.labels.numpy(), minlength=num_classes)
-    return int(counts.argmin()), int(counts.min())
 
 
 def _per_class(split: AnySplit, num_classes: int, k: int, rng: np.random.Generator) -> AnySplit:

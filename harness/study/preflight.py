@@ -14,7 +14,9 @@ from harness.core.config import TrialConfig, hyperparameters, param_of
 from harness.core.errors import ConfigError, NotHere
 from harness.data.catalog import final_trains_on_val
 from harness.data.registry import dataset_task, spec_options
+from harness.study.gpus import gpu_count
 from harness.study.plan import Plan, SourceJob
+from harness.study.search_rules import check_search
 from harness.study.spaces import Dist
 from harness.study.suite import Cell
 from harness.study.trial import trials_that_fit
@@ -61,11 +63,15 @@ def reported_metrics(dataset: str) -> list[str]:
     return ["train_loss", *(f"val_{k}" for k in names)]
 
 
-def local_resources() -> tuple[float, float]:
-    """The CPUs and GPUs of the Ray cluster `harness run` starts on this machine."""
-    import torch
+def local_resources(count_gpus: bool = True) -> tuple[float, float]:
+    """The CPUs and GPUs of the Ray cluster `harness run` starts on this machine. GPUs are counted where
+    `count_gpus` (which may import torch); a plan whose trials need no GPU has none to place, and gets 0."""
+    return float(os.cpu_count() or 1), float(gpu_count() if count_gpus else 0)
 
-    return float(os.cpu_count() or 1), float(torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+def needs_gpus(plan: Plan) -> bool:
+    """Whether a trial of the plan asks for a GPU (then the pre-flight checks that it fits this machine's)."""
+    return any(cell.resources.gpus_per_trial > 0 for cell in plan.cells)
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,8 @@ def _problem(problems: Problems, e: ConfigError) -> None:
 
 
 def check_cell(cell: Cell, memo: Memo, planned: dict[str, str]) -> list[Problem]:
-    """Every problem of one cell: its search configurations at their bounds, a final run per seed, the metric."""
-    from harness.study.search import search_parts
-
+    """Every problem of one cell: its search configurations at their bounds, a final run per seed, the metric
+    and the search (checked as Tune would refuse it, without Ray)."""
     problems: Problems = {}
     on_val = final_trains_on_val(cell.dataset.name)
     low = next(bound_configs(cell))
@@ -104,7 +109,7 @@ def check_cell(cell: Cell, memo: Memo, planned: dict[str, str]) -> list[Problem]
         if cell.search.metric not in allowed:
             raise ConfigError(f"search.metric={cell.search.metric!r}: not reported by {dataset_task(cell.dataset.name)} "
                               f"trials; choose from: headline, {', '.join(allowed)}")
-        search_parts(cell)
+        check_search(cell)
     except ConfigError as e:
         _problem(problems, e)
     return list(problems.values())

@@ -33,7 +33,7 @@ from harness.methods.base import Preparation
 from harness.study import SUITE_FLAGS, interrupt
 from harness.study.estimates import run_estimates
 from harness.study.paths import absolute_paths
-from harness.study.preflight import LOCAL, local_resources, preflight
+from harness.study.preflight import LOCAL, local_resources, needs_gpus, preflight
 from harness.study.plan import Plan, PreparationJob, build_plan, describe, done_jobs, search_complete
 from harness.study.progress import Progress
 from harness.study.spaces import SPACES_ENV, spaces_dir
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
     with teachers_dir_default(facts["teachers_dir"]):
         with frozen_spaces(store):
             plan = build_plan(suite, facts["sources_dir"])
-        problems = preflight(plan, *_cluster(args))
+        problems = preflight(plan, *_cluster(args, needs_gpus(plan)))
         if args.dry_run:  # what is valid but missing here is listed; a plan for a bigger machine is fine
             dry_run(plan, store)
             for p in problems:
@@ -172,16 +172,17 @@ def run(args: argparse.Namespace, resolved: tuple[SuiteSpec, RunStore | None] | 
         return execute(plan, store, args, facts)
 
 
-def _cluster(args: argparse.Namespace) -> tuple[tuple[float, float] | None, str]:
-    """The (CPUs, GPUs) the pre-flight checks trials against: this machine's for a local cluster; a joined
-    cluster's for `--dry-run --address` (a real run checks them once it has joined, before writing anything)."""
+def _cluster(args: argparse.Namespace, count_gpus: bool = True) -> tuple[tuple[float, float] | None, str]:
+    """The (CPUs, GPUs) the pre-flight checks trials against: this machine's for a local cluster (its GPUs
+    counted where `count_gpus`, see `local_resources`); a joined cluster's for `--dry-run --address` (a real run
+    checks them once it has joined, before writing anything)."""
     ray = sys.modules.get("ray")
     if not args.address and ray is not None and ray.is_initialized():  # a cluster this process joined already
         from harness.study.search import joined_resources
 
         return joined_resources(), "the cluster"
     if not args.address:
-        return local_resources(), LOCAL
+        return local_resources(count_gpus), LOCAL
     if not args.dry_run:
         return None, ""
     from harness.study.search import cluster_resources

@@ -33,6 +33,7 @@ from harness.study import interrupt  # noqa: E402
 from harness.study.multiplex import FINAL_PREFIX, CellsScheduler, CellsSearch, Finals  # noqa: E402
 from harness.study.packing import packed_resources  # noqa: E402
 from harness.study.progress import Progress, TrialSink  # noqa: E402
+from harness.study.search_rules import as_grid, check_search  # noqa: E402
 from harness.study.spaces import Dist, space_to_data  # noqa: E402
 from harness.study.suite import Cell, Resources  # noqa: E402
 from harness.study.tracking import Tracking  # noqa: E402
@@ -255,12 +256,13 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def search_parts(cell: Cell, concurrency: int | None = None) -> tuple[dict[str, Any], Any, Any]:
-    """Tune's param space, scheduler and search algorithm (limited to `concurrency` trials at once) for a cell;
-    sampling is seeded from the cell's id, so a cell draws the same configurations in whichever process or
-    order it is searched."""
+    """Tune's param space, scheduler and search algorithm (limited to `concurrency` trials at once) for a cell,
+    once `check_search` passes it; sampling is seeded from the cell's id, so a cell draws the same
+    configurations in whichever process or order it is searched."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    check_search(cell)
     space = {k: (v.to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
     seed = int(cell.cell_id, 16) % 2**32
     search_alg = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency or 0)
@@ -269,29 +271,17 @@ def search_parts(cell: Cell, concurrency: int | None = None) -> tuple[dict[str, 
             from ray.tune.search.optuna import OptunaSearch
         except ImportError as e:
             raise ConfigError(f"search.algorithm='optuna': {e}; install with pip install -e '.[optuna]'") from None
-        if any(isinstance(v, Dist) and v.kind == "grid" for v in cell.space.values()):
-            raise ConfigError("search.algorithm='optuna': grid distributions are not supported; use choice")
         from ray.tune.search import ConcurrencyLimiter
 
         search_alg = OptunaSearch(seed=seed)
         if concurrency:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=concurrency)
     elif cell.search.algorithm == "grid":
-        space = {k: (_as_grid(k, v).to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
+        space = {k: (as_grid(k, v).to_tune() if isinstance(v, Dist) else v) for k, v in cell.space.items()}
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=cell.max_epochs, grace_period=cell.search.grace_period,
                                reduction_factor=cell.search.reduction_factor)
                  if cell.search.scheduler == "asha" else FIFOScheduler())
     return space, scheduler, search_alg
-
-
-def _as_grid(key: str, d: Dist) -> Dist:
-    """Under search.algorithm=grid every value is enumerated: choice and int ranges become grids."""
-    if d.kind in ("grid", "choice"):
-        return Dist("grid", d.args)
-    if d.kind == "int":
-        return Dist("grid", tuple(range(d.args[0], d.args[1] + 1)))
-    raise ConfigError(f"search.algorithm='grid': key '{key}' is {d.kind}, which cannot be enumerated; "
-                      f"give it grid or choice values")
 
 
 def runner_fields(cell: Cell, storage: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from harness.data.bundle import AnySplit, DatasetBundle
+    from harness.data.facts import DataFacts
 
 Predict = Callable[["AnySplit"], "torch.Tensor"]  # the network's outputs for a split's inputs, in order
 
@@ -81,7 +82,7 @@ class Task:
                 raise ConfigError(f"{key}={getattr(config, key)!r}: not used by {self.name} "
                                   f"(keep it at {defaults[key]!r})")
 
-    def headline(self, bundle: DatasetBundle) -> str:
+    def headline(self, bundle: DatasetBundle | DataFacts) -> str:
         """The bundle's headline metric, checked to be one this task computes."""
         if bundle.metric not in self.headlines:
             raise ConfigError(f"dataset '{bundle.name}': metric '{bundle.metric}' is not a {self.name} metric; "
@@ -103,7 +104,7 @@ def task_named(name: str, where: str) -> Task:
     return TASKS.get(name)
 
 
-def task_of(bundle: DatasetBundle) -> Task:
+def task_of(bundle: DatasetBundle | DataFacts) -> Task:
     """The task a bundle names; an unknown one is a one-line error naming the dataset."""
     if bundle.task not in TASKS:
         raise ConfigError(f"dataset '{bundle.name}': {TASKS.unknown_message(bundle.task)}")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from harness.core.config import TrialConfig
 from harness.core.errors import ConfigError
 from harness.data.catalog import CATALOG, missing_files
+from harness.data.facts import dataset_facts
 from harness.data.registry import DATASETS, dataset_task, parse_spec, spec_options
 from harness.methods import METHODS
 from harness.models.backbones import BACKBONES, stage_count
@@ -47,6 +48,24 @@ def data_on_disk(spec: str) -> bool:
     return name not in CATALOG or not missing_files(name)
 
 
+def check_data(config: TrialConfig, weights: LoadedWeights, memo: Memo) -> None:
+    """What the dataset refuses of `config` (class subset, few-shot size against the smallest class, the task's
+    headline metric): from its facts where it declares them, no image read; else from its loaded splits."""
+    facts = _once(memo, ("facts", config.dataset, config.split_seed),
+                  lambda: dataset_facts(config.dataset, config.split_seed))
+    if facts is None:
+        from harness.train.inputs import load_data
+
+        key = ("data", config.dataset, config.split_seed, config.samples_per_class, config.subset_seed,
+               config.val_per_class, config.image_size, config.train_on_val, weights.network, config.weights)
+        bundle = _once(memo, key, lambda: load_data(config, weights)[0])
+        task_of(bundle).headline(bundle)
+        return
+    if config.samples_per_class:
+        facts.check_few_shot(config.samples_per_class)
+    task_of(facts).headline(facts)
+
+
 def run_problems(config: TrialConfig, memo: Memo | None = None,
                  planned: dict[str, str] | None = None) -> list[ConfigError]:
     """Everything `harness train` would refuse in `config` before its first epoch, each independent problem
@@ -56,8 +75,6 @@ def run_problems(config: TrialConfig, memo: Memo | None = None,
     method's knobs against the backbone's stages (and the same for what the method trains first, a teacher).
     `memo` shares loaded weights and data between calls; `planned` maps checkpoint weights that a study
     writes before the run (its source networks) to the backbone they will hold."""
-    from harness.train.inputs import load_data
-
     memo = {} if memo is None else memo
     try:
         check_names(config)
@@ -80,10 +97,7 @@ def run_problems(config: TrialConfig, memo: Memo | None = None,
     try:
         spec_options(config.dataset)
         if data_on_disk(config.dataset):
-            key = ("data", config.dataset, config.split_seed, config.samples_per_class, config.subset_seed,
-                   config.val_per_class, config.image_size, config.train_on_val, weights.network, config.weights)
-            bundle = _once(memo, key, lambda: load_data(config, weights)[0])
-            task_of(bundle).headline(bundle)
+            check_data(config, weights, memo)
     except ConfigError as e:
         problems.append(e)
     try:
