@@ -413,3 +413,24 @@ def test_source_and_target_networks_are_columns_of_their_own(tmp_path):
                    "finetune": ("resnet8", "resnet8")}
     text = lb.to_text(df)
     assert "source_network" in text.splitlines()[0] and "alexnet_style" in text
+
+
+def test_finals_without_cost_figures_give_a_row_from_the_finals_that_recorded_them(tmp_path):
+    """An ok final whose loop recorded no cost, or a cost without throughput, still counts: each cost figure is
+    taken over the finals that recorded it, and is missing where none did."""
+    store = RunStore(tmp_path / "r")
+    store.dir.mkdir()
+    recs = records_for(("digits", 0, "finetune"), [0.90, 0.92, 0.94])
+    throughput_lost = {k: v for k, v in recs[4].cost.items() if k != "train_images_per_s"}
+    costs = {0: None, 1: throughput_lost, 2: recs[5].cost}
+    store.append([dataclasses.replace(r, cost=costs[r.seed]) if isinstance(r, FinalRecord) else r for r in recs])
+    store.append([dataclasses.replace(r, cost=None) if isinstance(r, FinalRecord) else r
+                  for r in records_for(("digits", 0, "scratch"), [0.80, 0.81, 0.82])])
+    df = lb.load(store.dir)
+    ft, sc = row(df, "digits", "finetune"), row(df, "digits", "scratch")
+    assert (ft.seeds, ft.test_accuracy, ft["rank"]) == (3, pytest.approx(0.92), 1)
+    assert (ft.params_total, ft.train_seconds, ft.images_per_s, ft.peak_memory_mb) == (78000, 11.5, 1000.0, 502.0)
+    assert sc.seeds == 3 and sc.verdict == "significantly worse than the best"
+    assert all(pd.isna(sc[c]) for c in ("params_total", "params_trainable", "train_seconds", "images_per_s",
+                                        "peak_memory_mb"))
+    assert len(pd.read_csv(io.StringIO(lb.render(df, "csv").decode()))) == 2

@@ -20,7 +20,7 @@ mlflow = pytest.importorskip("mlflow")
 from harness import leaderboard
 from harness.cli import main
 from harness.core.errors import ConfigError
-from harness.results import plots
+from harness.results import heatmaps, plots
 from harness.results.html import interval, number
 from harness.results.records import CellRecord, FinalRecord, TrialRecord
 from harness.results.store import RunStore, read_records
@@ -274,8 +274,8 @@ def test_plot_labels_never_overlap_with_long_names(tmp_path):
     df = leaderboard.frame(records)
     figures = {"accuracy": plots.figure_accuracy(df), "cost": plots.figure_cost(df),
                "curves": plots.figure_curves(df, records.trials), "lr": plots.figure_lr(df, records.trials),
-               "per_class": plots.figure_per_class(df, records.finals),
-               "confusion": plots.figure_confusion(df, records.finals),
+               "per_class": heatmaps.figure_per_class(df, records.finals),
+               "confusion": heatmaps.figure_confusion(df, records.finals),
                "parallel": plots.figure_parallel(records.cells, records.trials, df)}
     for name, fig in figures.items():
         assert fig is not None, name

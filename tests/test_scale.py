@@ -61,7 +61,8 @@ def test_an_append_reads_the_same_whatever_the_store_holds(tmp_path):
     assert per_append[1:] == per_append[1:2] * len(per_append[1:])
 
 
-def test_per_dataset_figures_draw_a_bounded_number_of_panels_and_say_so():
+def many_datasets() -> lb.Records:
+    """The hand-made records of tests/test_leaderboard.py on more datasets than a figure draws."""
     records = lb.Records()
     for copy in range(plots.PANELS_MAX + 3):
         for key in ACCS:
@@ -70,6 +71,11 @@ def test_per_dataset_figures_draw_a_bounded_number_of_panels_and_say_so():
             records.finals += [r for r in more if r.kind == "final"]
             records.cells += [r for r in more if r.kind == "cell"]
             records.trials += [r for r in more if r.kind == "trial"]
+    return records
+
+
+def test_per_dataset_figures_draw_a_bounded_number_of_panels_and_say_so():
+    records = many_datasets()
     df = lb.frame(records)
     total = df.assign(t=[f"{d}{s}" for d, s in zip(df.dataset, df.samples_per_class)]).t.nunique()
     assert total > plots.PANELS_MAX
@@ -83,3 +89,20 @@ def test_per_dataset_figures_draw_a_bounded_number_of_panels_and_say_so():
     assert len([ax for ax in fig.axes if ax.get_visible()]) == plots.PARALLEL_MAX
     assert fig.get_suptitle().startswith(f"{plots.PARALLEL_MAX} of {len(records.cells)} cells")
     plots.plt.close(fig)
+
+
+def test_entry_names_are_written_once_per_row_of_panels_and_legends_name_methods_and_networks():
+    """What keeps a figure's text flat: the score bars of 12 datasets name their entries on the first panel of each
+    row of panels only; 50 entries of 10 methods on 5 networks take a legend of 15 lines, every entry still its own
+    colour and marker."""
+    df = lb.frame(many_datasets())
+    fig = plots.figure_accuracy(df)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    named = [ax for ax in panels if ax.get_yticklabels()]
+    assert len(panels) == plots.PANELS_MAX and len(named) == 2  # two rows of six
+    assert all(sorted(t.get_text() for t in ax.get_yticklabels()) == sorted(set(df.entry)) for ax in named)
+    plots.plt.close(fig)
+    styles, handles = plots.entry_styles([f"m{i}/resnet{j}/imagenet" for i in range(10) for j in range(5)])
+    assert len(handles) == 15 and len({(s["color"], s["marker"]) for s in styles.values()}) == 50
+    styles, handles = plots.entry_styles(["finetune/resnet8/src", "scratch/resnet8/none", "finetune/resnet20/src"])
+    assert [h.get_label() for h in handles] == list(styles)  # fewer entries than methods and networks: one line each

@@ -124,12 +124,13 @@ def config_cell(config: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """One column of an HTML table: the frame's column `key`, its heading, how a value reads (`show`: text, or
-    HTML when `raw`), and whether it is text (left-aligned, sorted alphabetically)."""
+    """One column of an HTML table: the frame's column `key`, its heading, how a value reads (`show(value, row)`,
+    the row a dict of the frame's columns: text, or HTML when `raw`), and whether it is text (left-aligned, sorted
+    alphabetically)."""
 
     key: str
     heading: str = ""
-    show: Callable[[Any, pd.Series], str] | None = None
+    show: Callable[[Any, Mapping[str, Any]], str] | None = None
     text: bool = False
     raw: bool = False
 
@@ -147,9 +148,9 @@ def table(df: pd.DataFrame, columns: Sequence[Column], filterable: bool = True, 
     backbone as data attributes, for the filter bar. Wrapped in a box that scrolls sideways on its own."""
     head = "".join(f"<th>{html.escape(c.heading or c.key)}</th>" for c in columns)
     body = []
-    for _, row in df.iterrows():
+    for row in df.to_dict("records"):  # plain dicts: a pandas Series per row costs more than the row's HTML
         attrs = "".join(f" data-{k.replace('_', '-')}='{html.escape(str(row[k]), quote=True)}'"
-                        for k in FILTER_KEYS if k in row.index and not missing(row[k]))
+                        for k in FILTER_KEYS if k in row and not missing(row[k]))
         cells = []
         for c in columns:
             value = row.get(c.key)

@@ -9,7 +9,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +21,10 @@ from harness.core.errors import ConfigError
 from harness.core.files import atomic_write
 from harness.core.federation import SETTING_KEYS, setting
 from harness.results import frames, transferability
-from harness.results.records import (CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, entry_label,
-                                     target_label)
+from harness.results.records import (CellRecord, EstimateRecord, FinalRecord, Record, TrialRecord, by_cell,
+                                     entry_label, target_label)
 from harness.results.stats import (ALPHA, BEST, TOO_FEW, Friedman, average_ranks, compare, friedman, holm,
-                                   mean_confidence_interval, seeds_pair, verdict)
+                                   mean_confidence_interval, mean_confidence_intervals, seeds_pair, verdict)
 from harness.results.store import RunStore
 
 CELL_KEYS = ["dataset", "samples_per_class", "method", "backbone"]
@@ -115,36 +115,29 @@ def hardware(nodes: list[dict[str, Any] | None]) -> str:
 
 
 def frame(records: Records) -> pd.DataFrame:
-    """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and verdict."""
-    finals, cells = records.finals, records.cells
-    by_cell: dict[str, list[FinalRecord]] = {}
-    for r in finals:
-        by_cell.setdefault(r.cell_id, []).append(r)
+    """One row per finished cell: test means and intervals over seeds, cost, search cost, rank and verdict. The
+    means and intervals of every cell are computed at once, one matrix (cells x final runs) per metric."""
+    cells, finals_of = records.cells, by_cell(records.finals)
+    runs_of = [sorted((r for r in finals_of.get(c.cell_id, []) if r.status == "ok" and r.test), key=lambda r: r.seed)
+               for c in cells]
+    headlines = [next((r.data["metric"] for r in runs if (r.data or {}).get("metric")), "accuracy") for runs in runs_of]
+    extra = [m for m in DETECTION_METRICS if any(m in (r.test or {}) for r in records.finals)]
+    score, score_ci95 = mean_confidence_intervals(per_run(runs_of, lambda i, r: r.test.get(headlines[i])))
+    metrics = {m: mean_confidence_intervals(per_run(runs_of, lambda i, r, m=m: r.test.get(m)))
+               for m in TEST_METRICS + extra}
     rows = []
-    extra = [m for m in DETECTION_METRICS if any(m in (r.test or {}) for r in finals)]
-    for c in cells:
-        runs = sorted((r for r in by_cell.get(c.cell_id, []) if r.status == "ok" and r.test), key=lambda r: r.seed)
+    for i, (c, runs) in enumerate(zip(cells, runs_of)):
         row = {k: getattr(c, k) for k in CELL_KEYS}
         row.update(weights=c.weights, **networks(c, runs), seeds=len(runs), status=c.status)
-        headline = next((r.data["metric"] for r in runs if (r.data or {}).get("metric")), "accuracy")
-        scores = {r.seed: _number(r.test.get(headline)) for r in runs}
-        mean, half = mean_confidence_interval(list(scores.values()))
-        row.update(metric=headline, test_score=mean, test_score_ci95=half, _scores=scores,
+        row.update(metric=headlines[i], test_score=score[i], test_score_ci95=score_ci95[i],
+                   _scores={r.seed: _number(r.test.get(headlines[i])) for r in runs},
                    _data_seeds={r.seed: data_seeds(r, c.samples_per_class) for r in runs})
-        for m in TEST_METRICS + extra:
-            mean, half = mean_confidence_interval([r.test.get(m) for r in runs])
-            row[f"test_{m}"] = mean
+        for m, (mean, half) in metrics.items():
+            row[f"test_{m}"] = mean[i]
             if m == "accuracy":
-                row["test_accuracy_ci95"] = half
-        cost = [r.cost for r in runs]
+                row["test_accuracy_ci95"] = half[i]
         row.update(
-            val_best=c.best_value,
-            params_total=cost[0]["params_total"] if cost else None,
-            params_trainable=cost[0]["params_trainable"] if cost else None,
-            train_seconds=float(np.mean([x["train_seconds"] for x in cost])) if cost else None,
-            images_per_s=float(np.mean([x["train_images_per_s"] for x in cost])) if cost else None,
-            peak_memory_mb=float(np.max([x["peak_memory_mb"] for x in cost])) if cost else None,
-            hardware=hardware([r.node for r in runs]),
+            val_best=c.best_value, **cost_columns(runs), hardware=hardware([r.node for r in runs]),
             search_trials=c.trials, search_stopped_early=c.trials_stopped_early,
             search_errored=c.trials_errored, search_diverged=c.trials_diverged,
             search_trial_seconds=c.trial_seconds,
@@ -153,7 +146,7 @@ def frame(records: Records) -> pd.DataFrame:
             run_id=c.run_id,
         )
         row.update(federated_columns(c, runs))
-        row.update(untrained_columns(headline, runs))
+        row.update(untrained_columns(headlines[i], runs))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -162,6 +155,35 @@ def frame(records: Records) -> pd.DataFrame:
         df["setting"] = df["setting"].fillna("")
     df.insert(df.columns.get_loc("weights") + 1, "entry", entry_labels(df))
     return _rank(df)
+
+
+def per_run(runs_of: list[list[FinalRecord]], value: Callable[[int, FinalRecord], Any]) -> np.ndarray:
+    """A matrix with a row per cell and a column per final run: `value(cell index, run)`, NaN where it is None or
+    the cell has fewer runs."""
+    out = np.full((len(runs_of), max(map(len, runs_of), default=0)), np.nan)
+    for i, runs in enumerate(runs_of):
+        for j, r in enumerate(runs):
+            v = value(i, r)
+            if v is not None:
+                out[i, j] = v
+    return out
+
+
+def cost_columns(runs: list[FinalRecord]) -> dict[str, float | None]:
+    """Parameters, mean training seconds and throughput, and peak memory of a cell's final runs, each over the runs
+    that recorded it (a run's loop may record no cost, or no throughput); None where none did."""
+    costs = [r.cost or {} for r in runs]
+
+    def recorded(key: str) -> list[float]:
+        return [x[key] for x in costs if x.get(key) is not None]
+
+    params_total, params_trainable = recorded("params_total"), recorded("params_trainable")
+    seconds, speed, memory = recorded("train_seconds"), recorded("train_images_per_s"), recorded("peak_memory_mb")
+    return {"params_total": params_total[0] if params_total else None,
+            "params_trainable": params_trainable[0] if params_trainable else None,
+            "train_seconds": float(np.mean(seconds)) if seconds else None,
+            "images_per_s": float(np.mean(speed)) if speed else None,
+            "peak_memory_mb": float(np.max(memory)) if memory else None}
 
 
 def networks(cell: CellRecord, runs: list[FinalRecord]) -> dict[str, str | None]:

@@ -1,5 +1,10 @@
 """The report's figures (matplotlib, Agg): one figure per view, panels laid out so that no label runs into another
-panel (long names stack panels vertically or move legends outside the axes, and constrained layout makes room).
+panel (long titles wrap within their panel, legends sit below the panels, and constrained layout makes room).
+
+Text and ticks are what a figure costs to draw (matplotlib lays each label out at every layout pass and draws it
+glyph by glyph), so panels share what they can: one entry axis named once per row of panels, axis names and shared
+tick labels on the outer panels only, a few ticks in plain numbers (no mathtext), a legend of methods and networks
+where that is shorter than one line per entry. The heatmaps are in `heatmaps`.
 
 Each `figure_*` function returns a Figure, or None when the records hold nothing to draw; `png` encodes one."""
 
@@ -8,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -19,11 +25,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from PIL import Image
 
 from harness.results.records import (
     CellRecord,
-    FinalRecord,
     TrialRecord,
     by_cell,
     target_label,
@@ -33,17 +39,21 @@ from harness.results.stats import BEST, TOO_FEW, UNDISTINGUISHED, WORSE, Friedma
 VERDICT_COLORS = {BEST: "#1f5f99", UNDISTINGUISHED: "#5b9bd0", WORSE: "#c6d9ea", TOO_FEW: "#bbbbbb"}
 DPI = 90
 MARKERS = "osD^v<>ph*"
-HEATMAP_LABELS_MAX = 40  # class names shown on an axis up to this many classes
-ANNOTATE_MAX = 150  # values written in heatmap cells up to this many cells
 PANELS_MAX = 12  # datasets drawn in a per-dataset figure (a panel each); the first ones in leaderboard order
 PARALLEL_MAX = 24  # cells drawn in parallel coordinates (a panel each); beyond, the best-ranked of each dataset
+ROW = 0.2  # inches per entry where a figure has a row per entry
 
 
 def png(fig: plt.Figure) -> str:
     """The figure as a base64 PNG at DPI (closed afterwards). A constrained-layout figure is laid out once and
     drawn once, its opaque canvas encoded as RGB (savefig would lay it out and draw it twice, and keep alpha);
-    any other figure is saved cropped to its contents."""
+    any other figure is saved cropped to its contents. An axis without a name is not laid out around one (matplotlib
+    would measure every tick label of the axis, at every layout pass and draw, to place the empty name)."""
     buf = io.BytesIO()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if not axis.label.get_text():  # nothing to place: no search for a spot beside the tick labels
+                axis.set_label_coords(0.0, 0.0)
     engine = fig.get_layout_engine()
     if isinstance(engine, ConstrainedLayoutEngine):
         fig.set_dpi(DPI)
@@ -85,31 +95,128 @@ def note_shown(fig: plt.Figure, df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-
-def panels(n: int, width: float = 4.6, height: float = 3.2, per_row: int = 2) -> tuple[plt.Figure, list[plt.Axes]]:
-    """One panel per dataset, at most `per_row` to a row."""
+def panels(n: int, width: float = 4.6, height: float = 3.2, per_row: int = 2, share: bool = False
+           ) -> tuple[plt.Figure, list[plt.Axes]]:
+    """One panel per dataset, at most `per_row` to a row. `share`: one x and one y scale for all, tick labels only
+    on the bottom panel of each column and the first of each row."""
     rows, cols = math.ceil(n / per_row), min(n, per_row)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained",
+                             sharex=share, sharey=share)
     fig.get_layout_engine().set(wspace=0.08, hspace=0.08)  # a gap between one panel's ticks and the next one's
     for ax in axes.flat[n:]:
         ax.set_visible(False)
+    if share:
+        for ax in axes.flat[max(0, n - cols):n]:  # the bottom panel of a column whose last row is short
+            ax.xaxis.set_tick_params(labelbottom=True)
     return fig, list(axes.flat[:n])
 
 
-def entry_styles(entries: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """One colour and marker per entry, the same in every panel of a figure."""
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {e: {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)]}
-            for i, e in enumerate(dict.fromkeys(entries))}
+def axis_names(axes: Sequence[plt.Axes], xlabel: str, ylabels: Sequence[str], per_row: int = 2) -> None:
+    """Axis names on the outer panels only: the x name under the bottom panel of each column, the y name left of
+    the first panel of each row (on every panel where the panels' y names differ)."""
+    same = len(set(ylabels)) == 1
+    for i, ax in enumerate(axes):
+        if i + per_row >= len(axes):
+            ax.set_xlabel(xlabel, fontsize=8)
+        if i % per_row == 0 or not same:
+            ax.set_ylabel(ylabels[0] if same else ylabels[i], fontsize=8)
 
 
-def figure_legend(fig: plt.Figure, styles: dict[str, dict[str, Any]], extra: Sequence[Any] = ()) -> None:
-    """One legend for the whole figure, below the panels (the layout makes room: it never covers a panel)."""
+def few_ticks(ax: plt.Axes, log_x: bool = False) -> None:
+    """At most four ticks on a linear axis; a log x axis with decades (1-2-5 steps where fewer than two decades
+    are in view, four even steps within one), no minor ticks, labelled in plain numbers: mathtext labels are slow
+    to lay out."""
+    ax.yaxis.set_major_locator(MaxNLocator(4))
+    if not log_x:
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        return
+    lo, hi = sorted(ax.get_xlim())
+    if lo > 0 and hi / lo < 10:
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+    elif lo > 0 and hi / lo < 100:
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def title(ax: plt.Axes, text: str, fontsize: float) -> None:
+    """A panel's title, right above the panel: no panel here has tick labels on top, so matplotlib's search for
+    them (a layout of the y axis per title, per layout pass) is skipped."""
+    ax.set_title(text, fontsize=fontsize, y=1.0)
+
+
+def wrapped(text: str, width_in: float, fontsize: float = 9) -> str:
+    """A panel title broken into lines that fit the panel's width (about 0.62 em a character), after `@`, `/`, `?`,
+    `:`, `_` or a space where it can (`shapes?seed=0@` / `10/class`)."""
+    width = max(8, int(width_in * 72 / (0.62 * fontsize)))
+    lines, line = [], ""
+    for part in re.findall(r"[^@/?:_ ]*[@/?:_ ]?", text)[:-1]:
+        if line and len(line) + len(part.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += part
+        while len(line.rstrip()) > width:
+            lines.append(line[:width])
+            line = line[width:]
+    return "\n".join([*lines, line.rstrip()] if line.strip() else lines)
+
+
+def entry_order(d: pd.DataFrame) -> list[str]:
+    """The entries of a per-dataset figure, best first (their mean rank over the datasets drawn)."""
+    return list(d.groupby("entry", sort=False)["rank"].mean().sort_values(kind="stable").index)
+
+
+def entry_grid(n: int, entries: Sequence[str], width: float, per_row: int = 6, row_height: float = ROW
+               ) -> tuple[plt.Figure, list[plt.Axes]]:
+    """Panels side by side on one entry axis (a row per entry, top to bottom), the entry names written on the first
+    panel of each row of panels only, so that many datasets cost no more names than one; faint lines carry each
+    row across the panels."""
+    per_row = min(n, per_row)
+    rows = math.ceil(n / per_row)
+    names = 0.3 + 0.065 * max(len(e) for e in entries)
+    fig, axes = plt.subplots(rows, per_row, figsize=(names + width * per_row, rows * (1.0 + row_height * len(entries))),
+                             squeeze=False, layout="constrained")
+    fig.get_layout_engine().set(wspace=0.04, hspace=0.08)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        ax.set_ylim(len(entries) - 0.5, -0.5)
+        if i % per_row == 0:
+            ax.set_yticks(range(len(entries)), entries, fontsize=8)
+        else:
+            ax.set_yticks([])
+    return fig, list(axes.flat[:n])
+
+
+def entry_styles(entries: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """One colour and marker per entry, the same in every panel of a figure, and the legend handles naming them.
+    Where it takes fewer legend lines and still tells every entry apart, the colour names the method and the marker
+    the network (backbone and weights): 10 methods on 5 networks are 15 lines, not 50."""
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    handles = [Line2D([], [], linestyle="", **style, label=e) for e, style in styles.items()] + list(extra)
-    long = max((len(e) for e in styles), default=0) > 40
-    fig.legend(handles=handles, loc="outside lower center", ncols=1 if long else min(3, len(handles)), fontsize=7,
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    entries = list(dict.fromkeys(entries))
+    parts = {e: tuple(e.split("/", 1)) if "/" in e else (e, "") for e in entries}
+    methods = list(dict.fromkeys(m for m, _ in parts.values()))
+    networks = list(dict.fromkeys(n for _, n in parts.values()))
+    if len(methods) <= len(colors) and len(networks) <= len(MARKERS) and len(methods) + len(networks) < len(entries):
+        styles = {e: {"color": colors[methods.index(m)], "marker": MARKERS[networks.index(n)]}
+                  for e, (m, n) in parts.items()}
+        return styles, ([Patch(color=colors[i], label=m) for i, m in enumerate(methods)]
+                        + [Line2D([], [], linestyle="", color="#555555", marker=MARKERS[i], label=n)
+                           for i, n in enumerate(networks)])
+    styles = {e: {"color": colors[i % len(colors)], "marker": MARKERS[i // len(colors) % len(MARKERS)]}
+              for i, e in enumerate(entries)}
+    return styles, [Line2D([], [], linestyle="", **style, label=e) for e, style in styles.items()]
+
+
+def figure_legend(fig: plt.Figure, handles: Sequence[Any]) -> None:
+    """One legend for the whole figure, below the panels (the layout makes room: it never covers a panel)."""
+    column = 0.5 + 0.06 * max((len(h.get_label()) for h in handles), default=0)  # inches: a marker, a name at 7 pt
+    fits = int(fig.get_figwidth() // column)
+    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(3, fits, len(handles))), fontsize=7,
                frameon=False)
 
 
@@ -118,25 +225,34 @@ def label_of(metric: str) -> str:
 
 
 def figure_accuracy(df: pd.DataFrame) -> plt.Figure | None:
-    """Bars of the headline test score per entry with 95% intervals, coloured by verdict; one panel per dataset,
-    stacked, so entry names have the full width."""
+    """Bars of the headline test score per entry with 95% intervals, coloured by verdict; a panel per dataset, side
+    by side on one entry axis (best entries on top), so that an entry reads across the datasets. The bars of a panel
+    are one line collection (a bar each is a patch each)."""
     d = with_target(df).dropna(subset=["test_score"])
     if d.empty:  # no cell had a winner with finals
         return None
     ts = targets(d)
-    sizes = [int((d.target == t).sum()) for t in ts]
-    fig, axes = plt.subplots(len(ts), 1, figsize=(8, sum(0.9 + 0.28 * s for s in sizes)), squeeze=False,
-                             layout="constrained", gridspec_kw={"height_ratios": [0.9 + 0.28 * s for s in sizes]})
-    for ax, t in zip(axes.flat, ts):
-        rows = d[d.target == t].sort_values("test_score", ascending=False)
-        err = rows.test_score_ci95.fillna(0).tolist()
-        ax.barh(rows.entry, rows.test_score, xerr=err, color=[VERDICT_COLORS[v] for v in rows.verdict], capsize=3)
-        ax.invert_yaxis()
-        lo = max(0.0, float((rows.test_score - rows.test_score_ci95.fillna(0)).min()) - 0.05)
-        ax.set_xlim(lo, max(1.0, float((rows.test_score + rows.test_score_ci95.fillna(0)).max())))
-        ax.tick_params(axis="y", labelsize=8)
-        ax.set_title(t, fontsize=10)
-        ax.set_xlabel(f"test {label_of(rows.metric.iloc[0])} (mean, 95% CI)", fontsize=8)
+    shown = d[d.target.isin(ts)]
+    entries = entry_order(shown)
+    row_of = {e: i for i, e in enumerate(entries)}
+    metrics = {t: label_of(shown.metric[shown.target == t].iloc[0]) for t in ts}
+    one_metric = len(set(metrics.values())) == 1
+    width = 1.9
+    fig, axes = entry_grid(len(ts), entries, width)
+    for ax, t in zip(axes, ts):
+        rows = shown[shown.target == t]
+        y, score = [row_of[e] for e in rows.entry], rows.test_score.to_numpy(dtype=float)
+        err = rows.test_score_ci95.fillna(0).to_numpy(dtype=float)
+        lo = max(0.0, float((score - err).min()) - 0.05)
+        ax.hlines(range(len(entries)), 0, 1, transform=ax.get_yaxis_transform(), colors="#eeeeee", lw=0.5, zorder=0)
+        ax.hlines(y, lo, score, colors=[VERDICT_COLORS[v] for v in rows.verdict], lw=0.7 * 72 * ROW, capstyle="butt")
+        ax.errorbar(score, y, xerr=err, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+        ax.set_xlim(lo, max(1.0, float((score + err).max())))
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.tick_params(axis="x", labelsize=7)
+        title(ax, wrapped(t if one_metric else f"{t} ({metrics[t]})", width), 9)
+    fig.supxlabel(f"test {metrics[ts[0]]} (mean, 95% CI)" if one_metric else
+                  "each dataset's headline test metric (mean, 95% CI)", fontsize=8)
     return note_shown(fig, d)
 
 
@@ -147,7 +263,8 @@ def cost_column(df: pd.DataFrame) -> tuple[str, str]:
 
 
 def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
-    """Headline test score against cost per dataset, each entry its own marker (legend below), the Pareto front."""
+    """Headline test score against cost per dataset, each entry its own marker (legend below), the Pareto front;
+    each panel on its own scales (datasets differ in cost and score), axis names on the outer panels."""
     d = with_target(df).dropna(subset=["test_score"])
     col, label = cost_column(df)
     d = d.dropna(subset=[col])
@@ -155,7 +272,7 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
         return None
     ts = targets(d)
     fig, axes = panels(len(ts))
-    styles = entry_styles(d.entry)
+    styles, handles = entry_styles(d.entry)
     for ax, t in zip(axes, ts):
         rows = d[d.target == t].reset_index(drop=True)
         cost, acc = rows[col].astype(float).tolist(), rows.test_score.astype(float).tolist()
@@ -165,17 +282,17 @@ def figure_cost(df: pd.DataFrame) -> plt.Figure | None:
         ax.plot([cost[i] for i in front], [acc[i] for i in front], "-", color="#d2542a", label="Pareto front")
         if min(cost) > 0:
             ax.set_xscale("log")
-        ax.set_title(t, fontsize=10)
-        ax.set_xlabel(label, fontsize=8)
-        ax.set_ylabel(f"test {label_of(rows.metric.iloc[0])}", fontsize=8)
+        few_ticks(ax, log_x=min(cost) > 0)
+        title(ax, t, 10)
+    axis_names(axes, label, [f"test {label_of(d.metric[d.target == t].iloc[0])}" for t in ts])
     from matplotlib.lines import Line2D
 
-    figure_legend(fig, styles, [Line2D([], [], color="#d2542a", label="Pareto front")])
+    figure_legend(fig, [*handles, Line2D([], [], color="#d2542a", label="Pareto front")])
     return note_shown(fig, d)
 
 
 def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | None:
-    """The searched metric per epoch of each cell's winning trial, one panel per dataset."""
+    """The searched metric per epoch of each cell's winning trial, one panel per dataset, all on one scale."""
     best = {(r.cell_id, r.best_trial_id) for r in df.itertuples() if getattr(r, "best_trial_id", None)}
     d = with_target(df)
     target_of, entry_of = dict(zip(d.cell_id, d.target)), dict(zip(d.cell_id, d.entry))
@@ -183,8 +300,8 @@ def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure
     if not curves:
         return None
     ts = targets(d)
-    fig, axes = panels(len(ts))
-    styles = entry_styles([entry_of[t.cell_id] for t in curves if t.cell_id in entry_of])
+    fig, axes = panels(len(ts), share=True)
+    styles, handles = entry_styles([entry_of[t.cell_id] for t in curves if t.cell_id in entry_of])
     per_target: dict[str, list[TrialRecord]] = {}
     for t in curves:
         if t.cell_id in target_of:
@@ -194,15 +311,17 @@ def figure_curves(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure
             h = [row for row in t.history if row.get(t.metric) is not None]
             ax.plot([row["epoch"] for row in h], [row[t.metric] for row in h], markersize=4,
                     **styles[entry_of[t.cell_id]])
-        ax.set_title(target, fontsize=10)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel(label_of(curves[0].metric), fontsize=8)
-    figure_legend(fig, styles)
+        title(ax, target, 10)
+    few_ticks(axes[0])
+    axes[0].xaxis.set_major_locator(MaxNLocator(4, integer=True))
+    axis_names(axes, "epoch", [label_of(curves[0].metric)] * len(axes))
+    figure_legend(fig, handles)
     return note_shown(fig, d)
 
 
 def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | None:
-    """Searched metric against learning rate for every trial; hollow: stopped early."""
+    """Searched metric against learning rate for every trial, one panel per dataset, all on one scale; hollow:
+    stopped early."""
     d = with_target(df)
     target_of, entry_of = dict(zip(d.cell_id, d.target)), dict(zip(d.cell_id, d.entry))
     points = [t for t in trials if t.cell_id in target_of and t.value is not None
@@ -210,8 +329,8 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
     if not points:
         return None
     ts = targets(d)
-    fig, axes = panels(len(ts))
-    styles = entry_styles([entry_of[t.cell_id] for t in points])
+    fig, axes = panels(len(ts), share=True)
+    styles, handles = entry_styles([entry_of[t.cell_id] for t in points])
     per_target: dict[str, dict[str, list[tuple[float, float, str]]]] = {}
     for t in points:
         per_target.setdefault(target_of[t.cell_id], {}).setdefault(entry_of[t.cell_id], []).append(
@@ -226,10 +345,10 @@ def figure_lr(df: pd.DataFrame, trials: Sequence[TrialRecord]) -> plt.Figure | N
                 ax.plot([p[0] for p in early], [p[1] for p in early], linestyle="", zorder=1, markerfacecolor="none",
                         **style)
         ax.set_xscale("log")
-        ax.set_title(target, fontsize=10)
-        ax.set_xlabel("learning rate", fontsize=8)
-        ax.set_ylabel(label_of(points[0].metric), fontsize=8)
-    figure_legend(fig, styles)
+        title(ax, target, 10)
+    few_ticks(axes[0], log_x=True)
+    axis_names(axes, "learning rate", [label_of(points[0].metric)] * len(axes))
+    figure_legend(fig, handles)
     return note_shown(fig, d)
 
 
@@ -268,102 +387,6 @@ def figure_cd(f: Friedman) -> plt.Figure | None:
     return fig
 
 
-def _class_names(finals: Sequence[FinalRecord], n: int) -> list[str]:
-    names = next(((r.data or {}).get("class_names") for r in finals if (r.data or {}).get("class_names")), None)
-    return [str(x) for x in names] if names and len(names) == n else [str(i) for i in range(n)]
-
-
-def _heatmap(ax: plt.Axes, values: np.ndarray, rows: list[str], cols: list[str], cmap: str,
-             fmt: str = "{:.2f}") -> Any:
-    image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    if len(cols) <= HEATMAP_LABELS_MAX:
-        ax.set_xticks(range(len(cols)), cols, fontsize=7, rotation=90)
-    else:
-        ax.set_xlabel(f"{len(cols)} classes", fontsize=8)
-        ax.set_xticks([])
-    if values.size <= ANNOTATE_MAX:
-        for (i, j), v in np.ndenumerate(values):
-            if not math.isnan(v):
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
-                        color="white" if v > 0.6 else "black", in_layout=False)  # inside its cell
-    return image
-
-
-def per_class_table(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> dict[str, tuple[list[str], list[str],
-                                                                                          np.ndarray]]:
-    """Per dataset: (entries, class names, mean per-class test accuracy over each entry's finished seeds)."""
-    d = with_target(df)
-    entry_of = dict(zip(d.cell_id, d.entry))
-    runs = by_cell(finals)
-    scores: dict[str, list[list[float | None]]] = {}
-    for r in finals:
-        per_class = (r.test or {}).get("per_class_accuracy")
-        if r.status == "ok" and per_class and r.cell_id in entry_of:
-            scores.setdefault(r.cell_id, []).append(per_class)
-    cells_of: dict[str, list[str]] = {}
-    for cell, target in zip(d.cell_id, d.target):
-        if cell in scores:
-            cells_of.setdefault(target, []).append(cell)
-    out = {}
-    for target in targets(d):
-        cells = cells_of.get(target)
-        if not cells:
-            continue
-        n = max(len(v) for c in cells for v in scores[c])
-        values = np.array([np.nanmean(np.array([[np.nan if x is None else x for x in v] for v in scores[c]
-                                                 if len(v) == n], dtype=float), axis=0) for c in cells])
-        names = _class_names([r for c in cells for r in runs[c]], n)
-        out[target] = ([entry_of[c] for c in cells], names, values)
-    return out
-
-
-def figure_per_class(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Figure | None:
-    """Heatmaps of the per-class test accuracy (mean over seeds) of every entry, one panel per dataset, stacked."""
-    tables = per_class_table(df, finals)
-    if not tables:
-        return None
-    heights = [1.2 + 0.3 * len(entries) + (0.6 if len(names) <= HEATMAP_LABELS_MAX else 0)
-               for entries, names, _ in tables.values()]
-    width = min(14.0, 4.0 + 0.32 * max(len(names) for _, names, _ in tables.values()))
-    fig, axes = plt.subplots(len(tables), 1, figsize=(width, sum(heights)), squeeze=False, layout="constrained",
-                             gridspec_kw={"height_ratios": heights})
-    for ax, (target, (entries, names, values)) in zip(axes.flat, tables.items()):
-        image = _heatmap(ax, values, entries, names, "viridis")
-        ax.set_title(target, fontsize=10)
-        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-    return note_shown(fig, with_target(df))
-
-
-def figure_confusion(df: pd.DataFrame, finals: Sequence[FinalRecord]) -> plt.Figure | None:
-    """The row-normalised test confusion matrix (summed over seeds) of each dataset's best entry."""
-    d = with_target(df)
-    runs_of = by_cell(finals)
-    mats = {}
-    for target in targets(d):
-        best = d[(d.target == target) & (d["rank"] == 1)]
-        if best.empty:
-            continue
-        row = best.iloc[0]
-        runs = [np.array(r.test["confusion_matrix"], dtype=float) for r in runs_of.get(row.cell_id, [])
-                if r.status == "ok" and (r.test or {}).get("confusion_matrix")]
-        if runs and all(m.shape == runs[0].shape for m in runs):
-            total = np.sum(runs, axis=0)
-            names = _class_names(runs_of[row.cell_id], total.shape[0])
-            mats[target] = (row.entry, names, total / np.maximum(total.sum(axis=1, keepdims=True), 1))
-    if not mats:
-        return None
-    side = min(6.0, 2.5 + 0.25 * max(len(n) for _, n, _ in mats.values()))
-    fig, axes = panels(len(mats), width=side + 1.0, height=side + 0.6)
-    for ax, (target, (entry, names, values)) in zip(axes, mats.items()):
-        image = _heatmap(ax, values, names, names, "Blues")
-        ax.set_title(f"{target}\n{entry}", fontsize=9)
-        ax.set_xlabel("predicted", fontsize=8)
-        ax.set_ylabel("true", fontsize=8)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-    return note_shown(fig, d)
-
-
 def searched_keys(cell: CellRecord) -> list[str]:
     """The hyperparameters a cell searched (those its space gives a distribution)."""
     return [k for k, v in (cell.space or {}).items() if isinstance(v, dict)]
@@ -391,7 +414,8 @@ def _axis(values: list[Any], log: bool) -> tuple[np.ndarray, list[tuple[float, s
 def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], df: pd.DataFrame
                     ) -> plt.Figure | None:
     """Parallel coordinates of every search trial per cell: each searched hyperparameter on its own axis (log
-    scale where it was searched on one), the searched metric last; a trial's line is coloured by that metric."""
+    scale where it was searched on one), the searched metric last; a trial's line is coloured by that metric. The
+    axes' names are written under a panel unless the panel below has the same ones."""
     d = with_target(df).set_index("cell_id")
     trials_of = by_cell(trials)
     views = []
@@ -410,8 +434,10 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
         views.sort(key=lambda v: order[v[0].cell_id])
     width = 1.2 + 0.75 * max(len(k) + 1 for _, k, _ in views)
     fig, axes = panels(len(views), width=width, height=2.6)
+    names = [[*keys, ts[0].metric] for _, keys, ts in views]
+    cols = min(len(views), 2)
     cmap = plt.get_cmap("viridis")
-    for ax, (cell, keys, ts) in zip(axes, views):
+    for n, (ax, (cell, keys, ts)) in enumerate(zip(axes, views)):
         columns = [_axis([t.config[k] for t in ts], _log_scaled(cell.space.get(k))) for k in keys]
         values = np.array([t.value for t in ts], dtype=float)
         columns.append(_axis(list(values), False))
@@ -420,17 +446,19 @@ def figure_parallel(cells: Sequence[CellRecord], trials: Sequence[TrialRecord], 
             shade = (values[i] - lo) / (hi - lo) if hi > lo else 0.5
             ax.plot(range(len(columns)), [c[0][i] for c in columns], color=cmap(shade), alpha=0.8, lw=1.2,
                     linestyle="-" if t.status == "ok" else ":")
+        ax.vlines(range(len(columns)), 0, 1, colors="#999", lw=0.8)  # each axis ends where its labels begin
         for j, (_, ticks) in enumerate(columns):
-            ax.axvline(j, color="#999", lw=0.8)
             for y, text in ticks:
-                ax.text(j, y, text, fontsize=6, ha="center", va="bottom" if y >= 0.5 else "top",
-                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
-        ax.set_xticks(range(len(columns)), [*keys, ts[0].metric], fontsize=7, rotation=30, ha="right")
+                ax.text(j, y + (0.02 if y >= 0.5 else -0.02), text, fontsize=6, ha="center",
+                        va="bottom" if y >= 0.5 else "top")
+        below = names[n + cols] if n + cols < len(views) else None  # the panel under this one names the same axes
+        ax.set_xticks(range(len(columns)), names[n], fontsize=7, rotation=30, ha="right")
+        ax.tick_params(axis="x", labelbottom=below != names[n])
         ax.set_yticks([])
         ax.set_ylim(-0.12, 1.12)
         ax.set_xlim(-0.3, len(columns) - 0.7)
-        title = f"{d.loc[cell.cell_id, 'target']} · {d.loc[cell.cell_id, 'entry']} ({len(ts)} trials)"
-        ax.set_title(textwrap.fill(title, width=int(11 * width)), fontsize=8)  # long names wrap within the panel
+        name = f"{d.loc[cell.cell_id, 'target']} · {d.loc[cell.cell_id, 'entry']} ({len(ts)} trials)"
+        title(ax, textwrap.fill(name, width=int(11 * width)), 8)  # long names wrap within the panel
     if shown > len(views):
         fig.suptitle(f"{len(views)} of {shown} cells: the best-ranked of each dataset first", fontsize=9)
     return fig

@@ -14,6 +14,7 @@ an earlier one (a resumed run re-runs what did not finish): `standing()` keeps t
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable, Mapping
@@ -304,9 +305,16 @@ def from_json(data: Mapping[str, Any]) -> Record:
     cls = KINDS.get(data.get("kind"))  # type: ignore[arg-type]
     if cls is None:
         raise ValueError(f"unknown record kind {data.get('kind')!r}; known: {', '.join(KINDS)}")
-    fields = [f for f in dataclasses.fields(cls) if f.init]
-    missing = [f.name for f in fields if f.name not in data
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    names, required = _init_fields(cls)
+    missing = [name for name in required if name not in data]
     if missing:
         raise ValueError(f"a {cls.kind} record without {', '.join(missing)}")
-    return cls(**{f.name: data[f.name] for f in fields if f.name in data})
+    return cls(**{name: data[name] for name in names if name in data})
+
+
+@functools.lru_cache(maxsize=None)
+def _init_fields(cls: type[Record]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A record type's constructor fields and those without a default, looked up once per type, not per line."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    return (tuple(f.name for f in fields), tuple(f.name for f in fields if f.default is dataclasses.MISSING
+                                                and f.default_factory is dataclasses.MISSING))

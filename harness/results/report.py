@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -34,17 +34,16 @@ from harness.results.html import (
     p_value,
     table,
 )
+from harness.results.heatmaps import figure_confusion, figure_per_class
 from harness.results.importance import importance
 from harness.results.plots import (
     cost_column,
     figure_accuracy,
     figure_cd,
-    figure_confusion,
     figure_cost,
     figure_curves,
     figure_lr,
     figure_parallel,
-    figure_per_class,
     png,
 )
 from harness.results.records import (
@@ -59,7 +58,7 @@ from harness.results.stats import Friedman
 TEXT = {"text": True}
 
 
-def _best_config(value: object, _row: pd.Series) -> str:
+def _best_config(value: object, _row: Mapping[str, object]) -> str:
     return config_cell(json.loads(value) if isinstance(value, str) else {})
 
 
@@ -192,15 +191,16 @@ def render(df: pd.DataFrame, summary: pd.DataFrame, trials: Sequence[TrialRecord
         _section("Leaderboard", table(df, leaderboard_columns(df), cls="leaderboard")),
         _section(f"Summary: mean test {metrics} per dataset, average rank and score", summary_table(summary)),
         _figure("Test score per entry", figure_accuracy(df),
-                "Bars: mean headline test metric over seeds; whiskers: 95% confidence interval; colour: the "
-                "verdict (darkest: best; dark: not distinguishable from the best; light: significantly worse; "
-                "grey: too few seeds)."),
+                "A panel per dataset, entries in rows (best on average first). Bars: mean headline test metric "
+                "over seeds; whiskers: 95% confidence interval; colour: the verdict (darkest: best; dark: not "
+                "distinguishable from the best; light: significantly worse; grey: too few seeds)."),
         cd,
         _figure("Score against cost", figure_cost(df),
                 f"x: {cost_column(df)[1]}; the orange line joins the Pareto front (no entry is both cheaper and "
                 f"better)."),
         _figure("Per-class test accuracy", figure_per_class(df, finals),
-                "Mean over the final seeds of each class's test accuracy (recall), every entry of each dataset."),
+                "Mean over the final seeds of each class's test accuracy (recall), every entry of each dataset "
+                "(entries in rows, best on average first; blank where an entry did not run on a dataset)."),
         _figure("Confusion matrix of each dataset's best entry", figure_confusion(df, finals),
                 "Test predictions summed over the final seeds, each row (true class) normalised to 1."),
         _figure("Validation curves of each cell's best trial", figure_curves(df, trials),
