@@ -13,7 +13,7 @@ GPU capped by the memory estimate of harness/study/packing.py, or fractions of t
 present), and prints trials per hour and, on a GPU, its utilisation.
 
 Usage: python bench/throughput.py [--quick] [--device auto|cpu|cuda] [--workloads resnet20,resnet18,resnet50]
-       [--skip-ray] [--repeats 2] [--threads N]
+       [--skip-ray] [--repeats 2] [--threads N] [--photos N]
        python bench/throughput.py --pack [--quick] [--trials 8]
 """
 
@@ -182,7 +182,7 @@ def ray_trial(w: Workload, cpus: int, gpus: int) -> float:
 
 def throughput(args: argparse.Namespace, device: torch.device) -> None:
     threads = torch.get_num_threads()
-    per_class = 6 if args.quick else 100
+    per_class = args.photos or (6 if args.quick else 100)
     os.environ["BENCH_PER_CLASS"] = str(per_class)
     use_data_root(str(write_photos(per_class)))
     print(f"device: {describe(device)}; torch {torch.__version__}, {threads} threads, loader workers "
@@ -332,6 +332,9 @@ def platform_cpu() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="few images and epochs (a CPU check in minutes)")
+    p.add_argument("--photos", type=int, default=0,
+                   help="JPEG photos per class of the file-backed workloads (0: 6 with --quick, else 100); --quick's "
+                        "6 give 3 steps an epoch, too few to measure a ratio to 5%%")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workloads", default="resnet20,resnet18,resnet50")
     p.add_argument("--skip-ray", action="store_true", help="leave out (c), the Ray Tune trial")
