@@ -14,21 +14,14 @@ from harness.results.records import CellRecord, TrialRecord, by_cell, entry_labe
 MIN_TRIALS = 3  # below this a rank correlation says nothing
 
 
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their places (scipy.stats.rankdata's `average`)."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return ((ends - counts + 1 + ends) / 2)[inverse]
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho as scipy.stats.spearmanr computes it (Pearson's r of the average ranks), without importing
-    scipy.stats for it (a second of the report's start); NaN below MIN_TRIALS points or when either side is
-    constant."""
+    """Spearman's rho as scipy.stats.spearmanr computes it: Pearson's r of pandas' average ranks (ties sharing the
+    mean of their places), without scipy.stats (a second of the report's start; pandas' own `corr(method=
+    "spearman")` imports it); NaN below MIN_TRIALS points or when either side is constant."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) < MIN_TRIALS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(np.corrcoef(np.column_stack((average_ranks(x), average_ranks(y))), rowvar=False)[1, 0])
+    return float(pd.Series(x).rank().corr(pd.Series(y).rank()))
 
 
 def importance(cells: Sequence[CellRecord], trials: Sequence[TrialRecord]) -> pd.DataFrame:

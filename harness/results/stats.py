@@ -37,13 +37,8 @@ def _constant(a: np.ndarray) -> bool:
 def mean_confidence_interval(values: Sequence[float | None], confidence: float = 0.95) -> tuple[float, float]:
     """Mean and half-width of the t-distribution confidence interval over the finite values; half-width NaN
     below two values (no interval from one seed)."""
-    a = finite(values)
-    if len(a) == 0:
-        return float("nan"), float("nan")
-    if len(a) == 1:
-        return float(a[0]), float("nan")
-    half = float(np.std(a, ddof=1) / math.sqrt(len(a)) * t_quantile((1 + confidence) / 2, len(a) - 1))
-    return float(a.mean()), half
+    means, halves = mean_confidence_intervals(finite(values)[None, :], confidence)
+    return float(means[0]), float(halves[0])
 
 
 def mean_confidence_intervals(rows: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
