@@ -6,7 +6,8 @@ prints training images/s of each and the ratios b/a and c/a (targets: >= 0.95 an
 resnet20 at 32 px on an in-memory dataset (digits), resnet18 and resnet50 at 224 px on a file-backed one
 (real JPEG files written under /tmp in the EuroSAT layout and read through the catalogue's `eurosat`).
 Throughput counts every training step of every epoch (loader start-up and the first steps included) for all
-three alike; each of (a) and (b) is run `--repeats` times, alternating, and the best is kept (shared machines).
+three alike; each of (a) and (b) is run `--repeats` times in ABBA order and the best is kept (shared machines);
+with two or more repeats it also prints every run and the median of the paired ratios b/a.
 
 `--pack` measures packing instead: a small-data cell's trials one per device against packed (fractions of a
 GPU capped by the memory estimate of harness/study/packing.py, or fractions of the CPUs where no GPU is
@@ -201,10 +202,16 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     try:
         for name in names:
             w = chosen[name]
-            a = b = 0.0
-            for _ in range(args.repeats):
-                a = max(a, bare_loop(w, device))
-                b = max(b, engine(w, device))
+            runs_a, runs_b = [], []
+            for i in range(args.repeats):  # ABBA order: a drift of the machine's speed falls on both alike
+                for run in ((bare_loop, runs_a), (engine, runs_b))[::1 if i % 2 == 0 else -1]:
+                    run[1].append(run[0](w, device))
+            a, b = max(runs_a), max(runs_b)
+            pairs = sorted(y / x for x, y in zip(runs_a, runs_b, strict=True))
+            if len(pairs) > 1:
+                print(f"  {name}: runs of (a) {' '.join(f'{x:.1f}' for x in runs_a)}, of (b) "
+                      f"{' '.join(f'{y:.1f}' for y in runs_b)} img/s; b/a per pair {' '.join(f'{r:.3f}' for r in pairs)},"
+                      f" median {float(np.median(pairs)):.3f}", flush=True)
             c = ray_trial(w, threads, 1 if device.type == "cuda" else 0) if not args.skip_ray else math.nan
             rows.append((name, w, a, b, c))
             print(f"{name:9s} {w.size:3d}px {'files ' if w.files else 'memory'} batch {w.batch:3d} x {w.epochs} epochs: "
