@@ -6,8 +6,8 @@ prints training images/s of each and the ratios b/a and c/a (targets: >= 0.95 an
 resnet20 at 32 px on an in-memory dataset (digits), resnet18 and resnet50 at 224 px on a file-backed one
 (real JPEG files written under /tmp in the EuroSAT layout and read through the catalogue's `eurosat`).
 Throughput counts every training step of every epoch (loader start-up and the first steps included) for all
-three alike; each of (a) and (b) is run `--repeats` times in ABBA order and the best is kept (shared machines);
-with two or more repeats it also prints every run and the median of the paired ratios b/a.
+three alike; each of (a), (b) and (c) is run `--repeats` times in ABBA order (a b c, c b a, ...) and the best is
+kept (shared machines); with two or more repeats it also prints every run and the medians of the paired ratios.
 
 `--pack` measures packing instead: a small-data cell's trials one per device against packed (fractions of a
 GPU capped by the memory estimate of harness/study/packing.py, or fractions of the CPUs where no GPU is
@@ -202,17 +202,20 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     try:
         for name in names:
             w = chosen[name]
-            runs_a, runs_b = [], []
-            for i in range(args.repeats):  # ABBA order: a drift of the machine's speed falls on both alike
-                for run in ((bare_loop, runs_a), (engine, runs_b))[::1 if i % 2 == 0 else -1]:
-                    run[1].append(run[0](w, device))
-            a, b = max(runs_a), max(runs_b)
-            pairs = sorted(y / x for x, y in zip(runs_a, runs_b, strict=True))
-            if len(pairs) > 1:
-                print(f"  {name}: runs of (a) {' '.join(f'{x:.1f}' for x in runs_a)}, of (b) "
-                      f"{' '.join(f'{y:.1f}' for y in runs_b)} img/s; b/a per pair {' '.join(f'{r:.3f}' for r in pairs)},"
-                      f" median {float(np.median(pairs)):.3f}", flush=True)
-            c = ray_trial(w, threads, 1 if device.type == "cuda" else 0) if not args.skip_ray else math.nan
+            gpus = 1 if device.type == "cuda" else 0
+            kinds = {"a": lambda: bare_loop(w, device), "b": lambda: engine(w, device)}
+            if not args.skip_ray:
+                kinds["c"] = lambda: ray_trial(w, threads, gpus)
+            runs: dict[str, list[float]] = {k: [] for k in kinds}
+            for i in range(args.repeats):  # ABBA order: a drift of the machine's speed falls on all alike
+                for k in list(kinds)[::1 if i % 2 == 0 else -1]:
+                    runs[k].append(kinds[k]())
+            a, b, c = (max(runs[k]) if k in runs else math.nan for k in "abc")
+            if args.repeats > 1:
+                shown = "; ".join(f"({k}) {' '.join(f'{x:.1f}' for x in v)}" for k, v in runs.items())
+                medians = "  ".join(f"{k}/a {float(np.median([y / x for x, y in zip(runs['a'], runs[k])])):.3f}"
+                                    for k in runs if k != "a")
+                print(f"  {name}: img/s of each run {shown}; median of the paired ratios {medians}", flush=True)
             rows.append((name, w, a, b, c))
             print(f"{name:9s} {w.size:3d}px {'files ' if w.files else 'memory'} batch {w.batch:3d} x {w.epochs} epochs: "
                   f"(a) bare {a:8.1f} img/s  (b) engine {b:8.1f}  (c) Ray trial {c:8.1f}  "
@@ -347,7 +350,7 @@ def main() -> None:
     p.add_argument("--skip-ray", action="store_true", help="leave out (c), the Ray Tune trial")
     p.add_argument("--ray-nice", type=int, default=None, help="niceness of Ray's worker processes (Ray's default: "
                    "15; 0 gives the trial the driver's share of a CPU that other jobs share)")
-    p.add_argument("--repeats", type=int, default=2, help="runs of (a) and (b) each, best kept")
+    p.add_argument("--repeats", type=int, default=2, help="runs of (a), (b) and (c) each, best kept")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--pack", action="store_true", help="trials per hour, packed against one per device")
     p.add_argument("--trials", type=int, default=8, help="--pack: trials of the cell")
