@@ -199,10 +199,10 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
             os.environ["RAY_worker_niceness"] = str(args.ray_nice)  # CPU time to every other process's
         ray.init(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
+    gpus = 1 if device.type == "cuda" else 0
     try:
         for name in names:
             w = chosen[name]
-            gpus = 1 if device.type == "cuda" else 0
             kinds = {"a": lambda: bare_loop(w, device), "b": lambda: engine(w, device)}
             if not args.skip_ray:
                 kinds["c"] = lambda: ray_trial(w, threads, gpus)
