@@ -192,14 +192,14 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     chosen = workloads(args.quick, device)
     names = args.workloads.split(",")
     rows = []
+    gpus = 1 if device.type == "cuda" else 0
     if not args.skip_ray:
         import ray
 
         if args.ray_nice is not None:  # Ray starts its workers at niceness 15: on a shared machine they lose
             os.environ["RAY_worker_niceness"] = str(args.ray_nice)  # CPU time to every other process's
-        ray.init(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    gpus = 1 if device.type == "cuda" else 0
+        ray.init(num_cpus=threads, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
     try:
         for name in names:
             w = chosen[name]
