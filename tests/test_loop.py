@@ -1,8 +1,11 @@
 """The loop as separate steps: prepare, train_epoch, evaluate compose to fit; the data is loaded once."""
 
+import torch
+
 import harness.train.inputs
 from harness.core.config import TrialConfig
 from harness.data.registry import load_dataset
+from harness.train.inputs import predict
 from harness.train.loop import evaluate, fit, prepare, train_epoch, train_loop
 
 
@@ -36,3 +39,15 @@ def test_a_run_trained_on_validation_reports_no_validation_score():
     assert summary["val"] is None and summary["test"]["accuracy"] > 0
     assert summary["data"]["train"] == len(load_dataset("digits:0-4").train) + len(load_dataset("digits:0-4").val)
     assert summary["history"] and not any(k.startswith("val_") for row in summary["history"] for k in row)
+
+
+def test_evaluation_and_cached_features_keep_no_autograd_graph():
+    """Scoring a split must not save activations for a backward pass: with autograd on, every batch's graph is
+    held until the split ends (a resnet50 at 224 px then needs ~100 MB per validation image)."""
+    prepared = prepare(tiny())
+    seen = []
+    prepared.trained.register_forward_hook(lambda module, inputs, output: seen.append(torch.is_grad_enabled()))
+    evaluate(prepared, "val")
+    assert seen and not any(seen)
+    logits = predict(prepared.trained, prepared.bundle.val.images[:8], prepared.transform, prepared.device, None)
+    assert logits.shape == (8, 3) and logits.grad_fn is None and not logits.requires_grad

@@ -58,12 +58,12 @@ def _three(v: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(v) * 3 if len(v) == 1 else tuple(v)
 
 
-@torch.no_grad()
 def eval_batch(device: torch.device) -> int:
     """Images per batch of `predict` on `device`."""
     return EVAL_BATCH.get(device.type, EVAL_BATCH_DEFAULT)
 
 
+@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor | AnySplit, transform: BatchTransform | None, device: torch.device,
             amp: torch.dtype | None, to_cpu: bool = True) -> torch.Tensor:
     """Outputs (logits or features) of a tensor of inputs or of a split's images (in memory or decoded from
