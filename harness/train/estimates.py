@@ -115,8 +115,7 @@ def forward_slice(fp: FeaturePass, part: slice) -> tuple[torch.Tensor, float]:
     t0 = time.perf_counter()
     train = fp.bundle.train
     images = train if part == slice(0, len(train)) else train.take(np.arange(part.start, part.stop))
-    with torch.no_grad():
-        features = predict(fp.backbone, images, fp.transform, fp.device, fp.amp)
+    features = predict(fp.backbone, images, fp.transform, fp.device, fp.amp)
     return features, time.perf_counter() - t0
 
 
