@@ -213,7 +213,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
             a, b, c = (max(runs[k]) if k in runs else math.nan for k in "abc")
             if args.repeats > 1:
                 shown = "; ".join(f"({k}) {' '.join(f'{x:.1f}' for x in v)}" for k, v in runs.items())
-                medians = "  ".join(f"{k}/a {float(np.median([y / x for x, y in zip(runs['a'], runs[k])])):.3f}"
+                medians = "  ".join(f"{k}/a {float(np.median([y / x for x, y in zip(runs['a'], runs[k], strict=True)])):.3f}"
                                     for k in runs if k != "a")
                 print(f"  {name}: img/s of each run {shown}; median of the paired ratios {medians}", flush=True)
             rows.append((name, w, a, b, c))
